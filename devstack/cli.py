@@ -1,0 +1,331 @@
+"""The command line: parse, call the core, render. The one place errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import BuildError, DevstackError, NotReady
+from .redact import Redactor
+from .settings import Settings, load_settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Run the Elastic Beanstalk Jupyter deployment (Sifu + Jupyter behind EB's nginx) on this machine.",
+)
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Every secret devstack learns is added here, so that no message it prints carries one.
+redact = Redactor()
+
+SERVICES = ("notebook", "proxy")
+
+
+class Session:
+    """What the global options chose; settings and the controller are made on first use."""
+
+    def __init__(self, project_dir: Path, flags: dict[str, str]):
+        self.project_dir = project_dir
+        self.flags = flags
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.project_dir, self.flags)
+            redact.add(*self._settings.secret_values())
+        return self._settings
+
+    def controller(self, reporter: Reporter | None = None):  # noqa: ANN201 - imported lazily
+        from .reconcile import Controller
+
+        return Controller(self.settings, notify=(reporter or Reporter()).handle, redactor=redact)
+
+
+class Reporter:
+    """Shows the core's events: plain lines, with a progress bar for builds on a terminal."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+
+    def handle(self, event) -> None:  # noqa: ANN001 - reconcile.Event
+        from .view import event_line
+
+        if event.kind == "build" and event.build is not None:
+            self._build_event(event)
+            return
+        self._finish_progress()
+        if self.quiet and event.kind not in ("warning",):
+            return
+        style = {"warning": "yellow", "ready": "bold green", "proxy": "cyan"}.get(event.kind, "")
+        console.print(redact(event_line(event)), style=style or None, markup=False)
+
+    def _build_event(self, event) -> None:  # noqa: ANN001
+        build = event.build
+        if not console.is_terminal:
+            if build.line.startswith("Step "):
+                console.print(redact(f"[build {event.target}] {build.line}"), markup=False)
+            return
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TextColumn("{task.completed}/{task.total}"), console=console, transient=False)
+            self._progress.start()
+        task = self._tasks.get(event.target)
+        description = redact(f"building {event.target}: {build.instruction[:70]}")
+        if task is None:
+            self._tasks[event.target] = self._progress.add_task(description, total=max(build.total, 1),
+                                                                completed=build.step)
+        else:
+            self._progress.update(task, description=description, total=max(build.total, 1), completed=build.step)
+
+    def _finish_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._tasks = {}
+
+
+def _session(ctx: typer.Context) -> Session:
+    return ctx.obj
+
+
+def _parse_set(values: list[str]) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DevstackError(f"--set {item!r}: write it as KEY=VALUE, for example --set SIFU_PORT=4334")
+        flags[key.strip()] = value
+    return flags
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    project_dir: Path = typer.Option(Path("."), "--project-dir", help="The project folder (holds .env, notebooks/)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a setting: KEY=VALUE (repeatable)."),
+    project_name: Optional[str] = typer.Option(None, "--project-name", help="Same as --set DEVSTACK_PROJECT=NAME."),
+    version: bool = typer.Option(False, "--version", help="Print devstack's version and exit."),
+) -> None:
+    if version:
+        console.print(__version__)
+        raise typer.Exit()
+    flags = _parse_set(set_)
+    if project_name is not None:
+        flags["DEVSTACK_PROJECT"] = project_name
+    if not project_dir.is_dir():
+        raise DevstackError(f"--project-dir {project_dir}: no such folder")
+    ctx.obj = Session(project_dir, flags)
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    detach: bool = typer.Option(False, "--detach", "-d", help="Return once the stack is ready."),
+    timeout: float = typer.Option(180.0, "--timeout", help="Seconds to wait for the stack to answer."),
+) -> None:
+    """Build what is missing or out of date, start the stack, wait until it answers through the proxy."""
+    session = _session(ctx)
+    controller = session.controller()
+    try:
+        controller.up(ready_timeout=timeout)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: stopping the stack (containers kept; `devstack down` removes them)")
+        controller.stop()
+        raise typer.Exit(130) from None
+    urls = controller.spec.urls()
+    console.print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
+    if detach:
+        return
+    _foreground(controller)
+
+
+def _foreground(controller) -> None:  # noqa: ANN001
+    """Show the stack until Ctrl-C, then stop it, as compose does."""
+    from .live import run_live
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ANN001, ARG001
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        run_live(controller, stop, console)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print("stopping the stack (containers kept; `devstack down` removes them)")
+    controller.stop()
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    rmi: bool = typer.Option(False, "--rmi", help="Also remove the images devstack built for this project."),
+) -> None:
+    """Remove the project's containers and network (the notebooks folder is kept)."""
+    _session(ctx).controller().down(remove_images=rmi)
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    images: list[str] = typer.Argument(None, help="base, notebook, or both (default)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the build cache."),
+) -> None:
+    """Build the images now, base before final."""
+    wanted = set(images or ("base", "notebook"))
+    unknown = wanted - {"base", "notebook"}
+    if unknown:
+        raise DevstackError(f"unknown image {', '.join(sorted(unknown))}: choose base or notebook")
+    _session(ctx).controller().ensure_images(force=wanted, no_cache=no_cache)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The stack's containers, images and probes through the proxy."""
+    from .status import collect_status
+    from .view import render_status, status_to_json
+
+    snapshot = collect_status(_session(ctx).controller())
+    if as_json:
+        console.print_json(redact(json.dumps(status_to_json(snapshot))))
+    else:
+        console.print(render_status(snapshot))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    service: Optional[str] = typer.Argument(None, help="notebook or proxy (default: both)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    tail: str = typer.Option("all", "--tail", "-n", help="Lines from the end of each log, or 'all'."),
+) -> None:
+    """Print the containers' logs, secrets redacted."""
+    if service is not None and service not in SERVICES:
+        raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    if tail != "all" and not tail.isdigit():
+        raise DevstackError(f"--tail {tail!r}: give a number of lines or 'all'")
+    controller = _session(ctx).controller()
+    engine = controller.engine
+    targets = []
+    for spec in controller.spec.services:
+        if service in (None, spec.name):
+            found = engine.container(spec.container_name)
+            if found is not None:
+                targets.append((spec.name, found))
+    if not targets:
+        raise DevstackError(f"no container of project {controller.spec.project} to show: run `devstack up`")
+    lines: queue.Queue[str | None] = queue.Queue()
+    width = max(len(name) for name, _ in targets)
+
+    def pump(name: str, container) -> None:  # noqa: ANN001
+        buffer = b""
+        for chunk in engine.logs(container.id, tail=int(tail) if tail.isdigit() else "all", follow=follow):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                lines.put(f"{name.ljust(width)} | {raw.decode('utf-8', 'replace')}")
+        if buffer:
+            lines.put(f"{name.ljust(width)} | {buffer.decode('utf-8', 'replace')}")
+        lines.put(None)
+
+    threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < len(threads):
+            line = lines.get()
+            if line is None:
+                finished += 1
+            else:
+                console.out(redact(line), highlight=False)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def shell(
+    ctx: typer.Context,
+    service: str = typer.Argument("notebook", help="notebook or proxy."),
+) -> None:
+    """An interactive shell in a service's container (bash when it has it, sh otherwise)."""
+    if service not in SERVICES:
+        raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    controller = _session(ctx).controller()
+    container = controller.engine.container(controller.spec.service(service).container_name)
+    if container is None or not container.running:
+        raise DevstackError(f"the {service} container is not running: start the stack with `devstack up -d`")
+    code = controller.engine.exec_interactive(
+        container.id, ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"])
+    raise typer.Exit(code)
+
+
+@app.command()
+def config(
+    ctx: typer.Context,
+    output: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """The resolved settings (secrets redacted) and the rendered nginx files. Needs no Docker daemon."""
+    from .proxy import render_proxy_config
+    from .reconcile import host_ids
+    from .stack import describe_stack
+
+    settings = _session(ctx).settings
+    spec = describe_stack(settings, *host_ids(settings.notebooks_path))
+    rendered = render_proxy_config(spec.proxy, "<notebook-ip>")
+    shown = settings.redacted()
+    if output == "json":
+        payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files}
+        console.print_json(redact(json.dumps(payload)))
+        return
+    if output != "text":
+        raise DevstackError(f"--format {output!r}: choose text or json")
+    console.rule("settings")
+    for key, value in shown.items():
+        console.out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
+    for rel, content in rendered.files.items():
+        console.rule(f"nginx: {rel}")
+        console.out(redact(content.rstrip("\n")), highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except BuildError as exc:
+        for line in exc.tail[-15:]:
+            err_console.print(redact(f"  | {line}"), style="dim", markup=False)
+        _fail(exc)
+    except NotReady as exc:
+        for line in exc.logs[-30:]:
+            err_console.print(redact(f"  {line}"), style="dim", markup=False)
+        _fail(exc)
+    except DevstackError as exc:
+        _fail(exc)
+
+
+def _fail(exc: DevstackError) -> None:
+    err_console.print(redact(f"error: {exc}"), style="bold red", markup=False)
+    sys.exit(exc.exit_code)

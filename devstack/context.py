@@ -1,0 +1,134 @@
+"""Build contexts: which files go in, their hash, and the tarball sent to the engine.
+
+One list of files serves all three, so the hash recorded on an image (a label)
+changes exactly when what the engine would see changes, including edits made
+while devstack was not running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .engine import dockerignore_excludes, dockerignore_included
+from .errors import ConfigError
+from .stack import ImageSpec
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    arcname: str  # path inside the context
+    path: Path  # where it is on disk
+
+
+def read_dockerignore(root: Path) -> list[str]:
+    ignore = root / ".dockerignore"
+    if not ignore.is_file():
+        return []
+    lines = ignore.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def check_context(image: ImageSpec, setting: str) -> None:
+    """A missing folder or Dockerfile is the user's to fix: say which and where."""
+    if not image.context.is_dir():
+        raise ConfigError(f"{setting}={image.context}: the build context folder of the {image.name} image "
+                          "does not exist; create it or point the setting at an existing folder")
+    if not (image.context / image.dockerfile).is_file():
+        raise ConfigError(f"{setting}={image.context}: no {image.dockerfile} in the build context of the "
+                          f"{image.name} image; add one or point the setting at a folder that has it")
+    for prefix, folder in image.overlays:
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: the folder to send into the {image.name} build as {prefix}/ is missing")
+
+
+def context_files(image: ImageSpec) -> list[ContextFile]:
+    """Every file of the context, `.dockerignore` applied, overlays in place of what they replace."""
+    root = image.context
+    patterns = read_dockerignore(root)
+    overlay_prefixes = [prefix.strip("/") for prefix, _ in image.overlays]
+    files: list[ContextFile] = []
+    for rel in sorted(dockerignore_included(str(root), patterns, image.dockerfile)):
+        if any(rel == p or rel.startswith(p + "/") for p in overlay_prefixes):
+            continue
+        path = root / rel
+        if path.is_file() or path.is_symlink():
+            files.append(ContextFile(rel, path))
+    for prefix, folder in image.overlays:
+        for path in sorted(_walk_files(folder)):
+            files.append(ContextFile(f"{prefix.strip('/')}/{path.relative_to(folder).as_posix()}", path))
+    return sorted(files, key=lambda f: f.arcname)
+
+
+def is_ignored(image: ImageSpec, relpath: str) -> bool:
+    """Whether a path inside the context is excluded by its `.dockerignore`."""
+    return dockerignore_excludes(read_dockerignore(image.context), relpath)
+
+
+def context_hash(image: ImageSpec, parent_id: str = "") -> str:
+    """A digest of what the build would see: files (content and exec bit), build args, parent image."""
+    digest = hashlib.sha256()
+    digest.update(f"dockerfile={image.dockerfile}\n".encode())
+    for key, value in image.build_args:
+        digest.update(f"arg {key}={value}\n".encode())
+    digest.update(f"parent={parent_id}\n".encode())
+    for item in context_files(image):
+        mode = item.path.lstat().st_mode
+        digest.update(f"file {item.arcname} {'x' if mode & stat.S_IXUSR else '-'}\n".encode())
+        if stat.S_ISLNK(mode):
+            digest.update(f"link {os.readlink(item.path)}\n".encode())
+        else:
+            digest.update(_file_digest(item.path))
+    return digest.hexdigest()[:16]
+
+
+def context_tar(image: ImageSpec) -> IO[bytes]:
+    """The context as an uncompressed tar in a temporary file, owned by root inside."""
+    fileobj = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+        for item in context_files(image):
+            info = tar.gettarinfo(str(item.path), arcname=item.arcname)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.isfile():
+                with open(item.path, "rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    fileobj.seek(0)
+    return fileobj
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            yield Path(dirpath) / name
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def tar_bytes(files: dict[str, bytes]) -> io.BytesIO:
+    """A small in-memory tar (for tests and generated contexts)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer

@@ -1,0 +1,488 @@
+"""The one seam around Docker: the only module that imports the Docker SDK.
+
+It connects lazily (so `--help` and `config` work without a daemon), speaks
+in devstack's terms (services, labels, build steps) and turns every Docker
+error into a `DevstackError` that names the container, image or port and says
+what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal as signals
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from .errors import BuildError, ConflictError, EngineError, EngineUnavailable
+from .stack import LABEL_PROJECT, LABEL_SERVICE, ServiceSpec
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_PORT_IN_USE = re.compile(r"(?:Bind for |listen tcp[46]? )\[?([0-9a-fA-F.:]*?)\]?:(\d+)(?: failed|: bind)")
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    project: str
+    service: str
+    state: str  # created, running, exited, ...
+    status: str  # Docker's one-line status
+    image_id: str
+    labels: dict[str, str]
+    started_at: datetime | None = None
+    restart_count: int = 0
+    exit_code: int = 0
+    health: str = ""
+    ips: dict[str, str] = field(default_factory=dict)  # network name -> IP
+    ports: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One line of build output; `step`/`total` follow the classic builder's `Step N/M`."""
+
+    step: int
+    total: int
+    instruction: str
+    line: str
+
+
+def where_docker_is() -> str:
+    """The address the SDK will try, as the user would write it."""
+    host = os.environ.get("DOCKER_HOST")
+    return f"{host} (from DOCKER_HOST)" if host else f"{DEFAULT_SOCKET} (DOCKER_HOST is not set)"
+
+
+def dockerignore_included(root: str, patterns: list[str], dockerfile: str = "Dockerfile") -> set[str]:
+    """The paths of a build context that `.dockerignore` keeps, matched exactly as the SDK matches them."""
+    from docker.utils.build import PatternMatcher
+
+    matcher = PatternMatcher([*patterns, f"!{dockerfile}"])
+    return set(matcher.walk(root))
+
+
+def dockerignore_excludes(patterns: list[str], relpath: str) -> bool:
+    from docker.utils.build import PatternMatcher
+
+    return PatternMatcher(patterns).matches(relpath)
+
+
+class Engine:
+    """A connected Docker Engine."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._api = client.api
+
+    @classmethod
+    def connect(cls, timeout: int = 120) -> Engine:
+        import docker
+        from docker.errors import DockerException
+
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except DockerException as exc:
+            raise EngineUnavailable(
+                f"No Docker Engine answers at {where_docker_is()}: start dockerd or Docker Desktop, "
+                f"or point DOCKER_HOST at a running engine ({_short(exc)})") from None
+        return cls(client)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- the engine ------------------------------------------------------
+
+    def version(self) -> dict[str, str]:
+        info = self._guard(self._client.version, what="the engine")
+        return {"version": info.get("Version", "?"), "api": info.get("ApiVersion", "?")}
+
+    # -- images ----------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        from docker.errors import ImageNotFound
+
+        try:
+            attrs = self._api.inspect_image(ref)
+        except ImageNotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise self._translate(exc, f"image {ref}") from None
+        config = attrs.get("Config") or {}
+        return ImageInfo(
+            id=attrs["Id"],
+            tags=tuple(attrs.get("RepoTags") or ()),
+            labels=dict(config.get("Labels") or {}),
+            created=_parse_time(attrs.get("Created")),
+        )
+
+    def build(
+        self,
+        context: IO[bytes],
+        tag: str,
+        build_args: dict[str, str],
+        labels: dict[str, str],
+        no_cache: bool = False,
+        on_event: Callable[[BuildEvent], None] | None = None,
+    ) -> str:
+        """Build with the engine's own builder from a context tarball; returns the image ID.
+
+        The classic builder is spoken through the Engine API directly, so no CLI
+        plugin (buildx) is needed. On failure, BuildError carries the failing
+        step and the last lines of its output.
+        """
+        step, total, instruction = 0, 0, ""
+        tail: list[str] = []
+        image_id = ""
+        try:
+            stream = self._api.build(
+                fileobj=context, custom_context=True, tag=tag, buildargs=build_args, labels=labels,
+                nocache=no_cache, rm=True, forcerm=True, pull=False, decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildError(
+                        f"building {tag} failed at step {step}/{total} ({instruction}): {chunk['error'].strip()}",
+                        step=instruction, tail=tail[-20:])
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                for line in chunk.get("stream", "").splitlines():
+                    if not line.strip():
+                        continue
+                    match = _STEP.match(line)
+                    if match:
+                        step, total, instruction = int(match[1]), int(match[2]), match[3]
+                    tail.append(line)
+                    del tail[:-40]
+                    if on_event:
+                        on_event(BuildEvent(step, total, instruction, line))
+        except BuildError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated below
+            raise self._translate(exc, f"image {tag}") from None
+        if not image_id:
+            found = self.image(tag)
+            if found is None:
+                raise BuildError(f"building {tag} produced no image", step=instruction, tail=tail[-20:])
+            image_id = found.id
+        return image_id
+
+    def pull(self, ref: str) -> None:
+        self._guard(self._client.images.pull, ref, what=f"image {ref}")
+
+    def remove_image(self, ref: str) -> bool:
+        from docker.errors import ImageNotFound
+
+        try:
+            self._api.remove_image(ref)
+        except ImageNotFound:
+            return False
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, f"image {ref}") from None
+        return True
+
+    # -- networks --------------------------------------------------------
+
+    def network(self, name: str) -> NetworkInfo | None:
+        for net in self._guard(self._api.networks, names=[name], what=f"network {name}"):
+            if net["Name"] == name:
+                return NetworkInfo(net["Id"], net["Name"], dict(net.get("Labels") or {}))
+        return None
+
+    def networks(self, project: str) -> list[NetworkInfo]:
+        found = self._guard(self._api.networks, filters={"label": f"{LABEL_PROJECT}={project}"}, what="networks")
+        return [NetworkInfo(n["Id"], n["Name"], dict(n.get("Labels") or {})) for n in found]
+
+    def create_network(self, name: str, labels: dict[str, str]) -> NetworkInfo:
+        created = self._guard(self._api.create_network, name, driver="bridge", labels=labels,
+                              check_duplicate=True, what=f"network {name}")
+        return NetworkInfo(created["Id"], name, labels)
+
+    def remove_network(self, network_id: str) -> None:
+        self._guard(self._api.remove_network, network_id, what=f"network {network_id[:12]}")
+
+    # -- containers ------------------------------------------------------
+
+    def containers(self, project: str | None = None, service: str | None = None) -> list[ContainerInfo]:
+        """Containers carrying devstack's labels (of one project, one service), stopped ones included."""
+        labels = [LABEL_PROJECT if project is None else f"{LABEL_PROJECT}={project}"]
+        if service:
+            labels.append(f"{LABEL_SERVICE}={service}")
+        found = self._guard(self._api.containers, all=True, filters={"label": labels}, what="containers")
+        infos = []
+        for summary in found:
+            info = self.container(summary["Id"])
+            if info is not None:
+                infos.append(info)
+        return sorted(infos, key=lambda c: (c.project, c.service))
+
+    def container(self, name_or_id: str) -> ContainerInfo | None:
+        from docker.errors import NotFound
+
+        try:
+            attrs = self._api.inspect_container(name_or_id)
+        except NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, f"container {name_or_id}") from None
+        return _container_info(attrs)
+
+    def create_container(self, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> str:
+        """Create (not start) the container for a service, attached to `network`."""
+        api = self._api
+        host_config = api.create_host_config(
+            binds={str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in service.mounts},
+            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in service.ports},
+            extra_hosts=dict(service.extra_hosts) or None,
+            network_mode=network,
+            init=False,
+        )
+        networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[service.name])}) \
+            if network and network not in ("host", "bridge", "none") else None
+        created = self._guard(
+            api.create_container,
+            image=service.image,
+            name=service.container_name,
+            entrypoint=list(service.entrypoint) if service.entrypoint else None,
+            command=list(service.command) if service.command else None,
+            environment=dict(service.environment),
+            labels={**dict(service.labels), **labels},
+            ports=[p.container_port for p in service.ports] or None,
+            host_config=host_config,
+            networking_config=networking,
+            stop_signal=service.stop_signal,
+            what=f"container {service.container_name}",
+        )
+        return created["Id"]
+
+    def start(self, container_id: str, name: str) -> None:
+        self._guard(self._api.start, container_id, what=f"container {name}")
+
+    def stop(self, container_id: str, name: str, timeout: int = 10) -> None:
+        self._guard(self._api.stop, container_id, timeout=timeout, what=f"container {name}")
+
+    def remove(self, container_id: str, name: str) -> None:
+        from docker.errors import NotFound
+
+        try:
+            self._api.remove_container(container_id, force=True, v=False)
+        except NotFound:
+            return
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc, f"container {name}") from None
+
+    def signal(self, container_id: str, name: str, signal: str) -> None:
+        self._guard(self._api.kill, container_id, signal=signal, what=f"container {name}")
+
+    def exec(self, container_id: str, cmd: list[str], user: str = "", workdir: str | None = None,
+             environment: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run a command to completion in a running container: (exit code, combined output)."""
+        created = self._guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
+                              environment=environment, what=f"container {container_id[:12]}")
+        output = self._guard(self._api.exec_start, created["Id"], what=f"container {container_id[:12]}")
+        code = self._api.exec_inspect(created["Id"]).get("ExitCode")
+        return (code if code is not None else -1), output.decode("utf-8", "replace")
+
+    def exec_stream(self, container_id: str, cmd: list[str], user: str = "", workdir: str | None = None,
+                    environment: dict[str, str] | None = None) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int]]:
+        """Run a command and stream its (stdout, stderr) chunks; the callable gives its exit code after."""
+        created = self._guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
+                              environment=environment, what=f"container {container_id[:12]}")
+        chunks = self._guard(self._api.exec_start, created["Id"], stream=True, demux=True,
+                             what=f"container {container_id[:12]}")
+
+        def exit_code() -> int:
+            code = self._api.exec_inspect(created["Id"]).get("ExitCode")
+            return code if code is not None else -1
+
+        return chunks, exit_code
+
+    def exec_interactive(self, container_id: str, cmd: list[str], user: str = "") -> int:
+        """An interactive session, as `docker exec -it` gives, spoken over the Engine API."""
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+        created = self._guard(self._api.exec_create, container_id, cmd, stdin=True, tty=tty, user=user,
+                              what=f"container {container_id[:12]}")
+        exec_id = created["Id"]
+        sock = self._guard(self._api.exec_start, exec_id, tty=tty, socket=True, what=f"container {container_id[:12]}")
+        raw = getattr(sock, "_sock", sock)
+        _pump_terminal(raw, tty, resize=lambda h, w: self._api.exec_resize(exec_id, height=h, width=w))
+        code = self._api.exec_inspect(exec_id).get("ExitCode")
+        return code if code is not None else 0
+
+    def logs(self, container_id: str, tail: int | str = "all", follow: bool = False,
+             timestamps: bool = False) -> Iterator[bytes]:
+        return self._guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
+                           timestamps=timestamps, what=f"container {container_id[:12]}")
+
+    def events(self, project: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """The engine's event stream for this project's containers (blocking iterator)."""
+        filters = {"label": [f"{LABEL_PROJECT}={project}"]}
+        return self._guard(self._api.events, since=since, filters=filters, decode=True, what="events")
+
+    # -- error translation -------------------------------------------------
+
+    def _guard(self, call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every Docker error becomes ours
+            raise self._translate(exc, what) from None
+
+    @staticmethod
+    def _translate(exc: Exception, what: str) -> Exception:
+        from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+
+        if isinstance(exc, RequestsConnectionError):
+            return EngineUnavailable(f"lost the Docker Engine at {where_docker_is()} while working on {what}: "
+                                     "is dockerd still running?")
+        if isinstance(exc, ImageNotFound):
+            return EngineError(f"{what}: image not found locally and it cannot be pulled: "
+                               "build it (`devstack build`) or load it with `docker load`")
+        if isinstance(exc, NotFound):
+            return EngineError(f"{what} not found: {_short(exc)}")
+        if isinstance(exc, APIError):
+            message = _short(exc)
+            port = _PORT_IN_USE.search(message)
+            if port:
+                return ConflictError(f"{what}: host port {port[1] or '0.0.0.0'}:{port[2]} is already in use: "
+                                     "stop what holds it or choose another port in .env")
+            if exc.status_code == 409:
+                return ConflictError(f"{what}: {message}")
+            return EngineError(f"{what}: {message}")
+        if isinstance(exc, DockerException):
+            return EngineError(f"{what}: {_short(exc)}")
+        return exc
+
+
+def _short(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = explanation if isinstance(explanation, str) and explanation else str(exc)
+    return " ".join(text.split())
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    # Docker gives nanoseconds; Python takes microseconds.
+    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(trimmed)
+    except ValueError:
+        return None
+
+
+def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    labels = dict(config.get("Labels") or {})
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ports = []
+    for container_port, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        for binding in bindings or ():
+            ports.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}->{container_port}")
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=attrs["Name"].lstrip("/"),
+        project=labels.get(LABEL_PROJECT, ""),
+        service=labels.get(LABEL_SERVICE, ""),
+        state=state.get("Status", "unknown"),
+        status=_describe_state(state),
+        image_id=attrs.get("Image", ""),
+        labels=labels,
+        started_at=_parse_time(state.get("StartedAt")) if state.get("Running") else None,
+        restart_count=int(attrs.get("RestartCount") or 0),
+        exit_code=int(state.get("ExitCode") or 0),
+        health=((state.get("Health") or {}).get("Status") or ""),
+        ips={name: net.get("IPAddress", "") for name, net in networks.items()},
+        ports=tuple(sorted(ports)),
+    )
+
+
+def _describe_state(state: dict[str, Any]) -> str:
+    status = state.get("Status", "unknown")
+    if status == "exited":
+        return f"exited ({state.get('ExitCode', '?')})"
+    return status
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pump_terminal(sock: Any, tty: bool, resize: Callable[[int, int], None]) -> None:
+    """Copy stdin to the exec socket and the socket to stdout until either side closes."""
+    import termios
+    import tty as ttymod
+
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    saved = termios.tcgetattr(stdin_fd) if tty else None
+
+    def on_resize(*_: Any) -> None:
+        size = os.get_terminal_size(stdout_fd)
+        resize(size.lines, size.columns)
+
+    previous_handler = None
+    try:
+        if tty:
+            ttymod.setraw(stdin_fd)
+            previous_handler = signals.signal(signals.SIGWINCH, on_resize)
+            on_resize()
+        stdin_open = True
+        while True:
+            readable, _, _ = select.select([sock, stdin_fd] if stdin_open else [sock], [], [])
+            if sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                os.write(stdout_fd, data if tty else _strip_multiplex(data))
+            if stdin_open and stdin_fd in readable:
+                data = os.read(stdin_fd, 65536)
+                if data:
+                    sock.sendall(data)
+                else:
+                    stdin_open = False
+                    try:
+                        sock.shutdown(1)  # half-close: the command sees end of input
+                    except OSError:
+                        pass
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+        if previous_handler is not None:
+            signals.signal(signals.SIGWINCH, previous_handler)
+
+
+def _strip_multiplex(data: bytes) -> bytes:
+    """Without a TTY Docker frames output as 8-byte headers + payload; keep the payloads."""
+    out = bytearray()
+    while len(data) >= 8 and data[0] in (0, 1, 2) and data[1:4] == b"\0\0\0":
+        size = int.from_bytes(data[4:8], "big")
+        out += data[8:8 + size]
+        data = data[8 + size:]
+    return bytes(out + data)

@@ -1,0 +1,97 @@
+"""Readiness, checked the way a user reaches the stack: through the proxy.
+
+Each probe is one hop with a URL and the status it expects. `wait_until_ready`
+polls them in order until all pass or the deadline comes; the timeout names the
+hop that failed and the URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from .cookie import COOKIE_NAME, sign_cookie
+from .errors import NotReady
+from .stack import StackSpec
+
+
+# How often, while waiting, to check that the containers are still worth waiting for.
+ALIVE_CHECK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    hop: str  # what is being reached, in words
+    url: str
+    expect: int
+    cookies: dict[str, str] = field(default_factory=dict, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: Probe
+    ok: bool
+    status: int | None  # None: no HTTP answer at all
+    detail: str
+    elapsed_ms: float
+
+
+def stack_probes(spec: StackSpec, sifu_secret: str, jupyter_token: str) -> list[Probe]:
+    """Sifu's health on the Sifu port; Jupyter's status on the Jupyter port, gated and with the cookie."""
+    urls = spec.urls()
+    cookie = {COOKIE_NAME: sign_cookie(sifu_secret)}
+    return [
+        Probe("Sifu through the proxy", urls["sifu"] + "health", 200),
+        Probe("Jupyter through the proxy, without the cookie (the gate)", urls["jupyter"] + "api/status", 403),
+        Probe("Jupyter through the proxy, with the cookie", urls["jupyter"] + "api/status", 200,
+              cookies=cookie, headers={"Authorization": f"token {jupyter_token}"}),
+    ]
+
+
+def run_probe(client: httpx.Client, probe: Probe) -> ProbeResult:
+    started = time.perf_counter()
+    try:
+        response = client.get(probe.url, cookies=probe.cookies, headers=probe.headers)
+    except httpx.HTTPError as exc:
+        elapsed = (time.perf_counter() - started) * 1000
+        return ProbeResult(probe, False, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                           elapsed)
+    elapsed = (time.perf_counter() - started) * 1000
+    ok = response.status_code == probe.expect
+    detail = f"answered {response.status_code}" + ("" if ok else f", expected {probe.expect}")
+    return ProbeResult(probe, ok, response.status_code, detail, elapsed)
+
+
+def check_once(probes: list[Probe], timeout: float = 3.0) -> list[ProbeResult]:
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        return [run_probe(client, probe) for probe in probes]
+
+
+def wait_until_ready(
+    probes: list[Probe],
+    timeout: float,
+    interval: float = 0.25,
+    still_alive: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[ProbeResult]:
+    """Poll until every probe passes. `still_alive` raises if a container died (no point waiting)."""
+    deadline = clock() + timeout
+    next_alive_check = clock() + ALIVE_CHECK_SECONDS
+    with httpx.Client(timeout=3.0, follow_redirects=False, trust_env=False) as client:
+        while True:
+            results = [run_probe(client, probe) for probe in probes]
+            failing = next((r for r in results if not r.ok), None)
+            if failing is None:
+                return results
+            if clock() >= next_alive_check:
+                still_alive()
+                next_alive_check = clock() + ALIVE_CHECK_SECONDS
+            if clock() >= deadline:
+                raise NotReady(f"not ready after {timeout:.0f}s: {failing.probe.hop} at {failing.probe.url} "
+                               f"{failing.detail}")
+            sleep(interval)

@@ -1,0 +1,161 @@
+"""The EB-mimic proxy's configuration: rendered from templates, staged, checked, swapped.
+
+Each configuration is written whole into a new generation folder
+(`.devstack/proxy/gen-N/`). It becomes `current` (an atomically replaced
+symlink, which the sidecar's nginx reads) only after `nginx -t` accepts it,
+so a broken edit never replaces a working configuration, even across a
+restart of the sidecar.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .stack import AUTH_COOKIE, PROXY_MOUNT, ProxySpec
+
+# Editor droppings and other files that are never part of the configuration.
+_SKIP = re.compile(r"(^\.|~$|\.sw[a-p]$|\.bak$|\.orig$|\.tmp$)")
+_GENERATION = re.compile(r"^gen-(\d+)$")
+KEEP_GENERATIONS = 3
+
+
+@dataclass(frozen=True)
+class RenderedProxy:
+    files: dict[str, str]  # path inside the config tree -> content
+    sources: dict[str, Path] = field(default_factory=dict)  # path -> the file it came from
+
+
+def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
+    """Render every file of the template tree; `*.j2` through Jinja2, others verbatim. Pure."""
+    root = proxy.server_templates
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    context = {
+        "sifu_port": proxy.sifu_port,
+        "jupyter_port": proxy.jupyter_port,
+        "upstreams": proxy.upstreams,
+        "notebook_ip": notebook_ip,
+        "auth_cookie": AUTH_COOKIE,
+        "edx_origin": proxy.edx_origin,
+    }
+    files: dict[str, str] = {}
+    sources: dict[str, Path] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(_SKIP.search(part) for part in rel.parts):
+            continue
+        rel_posix = rel.as_posix()
+        if rel_posix.endswith(".j2"):
+            try:
+                content = env.get_template(rel_posix).render(context)
+            except jinja2.UndefinedError as exc:
+                from .errors import ProxyConfigError
+
+                raise ProxyConfigError(f"{path}: {exc.message}: the template uses a value devstack does not "
+                                       f"provide ({', '.join(sorted(context))})") from None
+            except jinja2.TemplateSyntaxError as exc:
+                from .errors import ProxyConfigError
+
+                raise ProxyConfigError(f"{path}:{exc.lineno}: template error: {exc.message}") from None
+            rel_posix = rel_posix[: -len(".j2")]
+        else:
+            content = path.read_text(encoding="utf-8")
+        files[rel_posix] = content
+        sources[rel_posix] = path
+    return RenderedProxy(files, sources)
+
+
+class ProxyConfigStore:
+    """Generations of the rendered configuration in one folder mounted into the sidecar."""
+
+    def __init__(self, config_dir: Path):
+        self.config_dir = config_dir
+        self.current_link = config_dir / "current"
+
+    def current_generation(self) -> str | None:
+        try:
+            target = os.readlink(self.current_link)
+        except OSError:
+            return None
+        return target if _GENERATION.match(target) else None
+
+    def current_files(self) -> dict[str, str] | None:
+        generation = self.current_generation()
+        if generation is None:
+            return None
+        return _read_tree(self.config_dir / generation)
+
+    def stage(self, rendered: RenderedProxy) -> str:
+        """Write a new generation beside the current one; returns its name."""
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        numbers = [int(m[1]) for p in self.config_dir.iterdir() if (m := _GENERATION.match(p.name))]
+        name = f"gen-{max(numbers, default=0) + 1}"
+        folder = self.config_dir / name
+        for rel, content in rendered.files.items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+            target.chmod(0o644)  # read by the sidecar's nginx, whatever the host umask
+        _make_traversable(folder)
+        return name
+
+    def activate(self, generation: str) -> None:
+        """Point `current` at a generation in one atomic step, then drop old ones."""
+        tmp = self.config_dir / "current.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(generation, tmp)
+        os.replace(tmp, self.current_link)
+        self._prune(keep=generation)
+
+    def discard(self, generation: str) -> None:
+        shutil.rmtree(self.config_dir / generation, ignore_errors=True)
+
+    def container_path(self, generation: str) -> str:
+        """Where the sidecar sees a generation's nginx.conf."""
+        return f"{PROXY_MOUNT}/{generation}/nginx.conf"
+
+    def _prune(self, keep: str) -> None:
+        generations = sorted(
+            (int(m[1]), p) for p in self.config_dir.iterdir() if (m := _GENERATION.match(p.name)) and p.is_dir())
+        for _, folder in generations[:-KEEP_GENERATIONS]:
+            if folder.name != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def explain_nginx_error(output: str, generation: str, rendered: RenderedProxy) -> str:
+    """nginx's own message, with the sidecar's paths replaced by the files the user edits."""
+    prefix = f"{PROXY_MOUNT}/{generation}/"
+    lines = [line for line in output.splitlines() if "[emerg]" in line or "[crit]" in line or "[alert]" in line]
+    message = " / ".join(lines) if lines else " ".join(output.split())
+
+    def to_source(match: re.Match[str]) -> str:
+        rel, line = match[1], match[2]
+        source = rendered.sources.get(rel)
+        if source is None:
+            return match[0]
+        shown = f"{source}:{line}"
+        return shown if not source.name.endswith(".j2") else f"{shown} (rendered as {rel})"
+
+    message = re.sub(re.escape(prefix) + r"([^\s:]+):(\d+)", to_source, message)
+    return message.replace(prefix, "")
+
+
+def _read_tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _make_traversable(folder: Path) -> None:
+    for dirpath, _, _ in os.walk(folder):
+        os.chmod(dirpath, 0o755)

@@ -1,0 +1,378 @@
+"""Desired stack vs what the engine has: a plan (pure), then one place that applies it.
+
+`plan_image` and `plan_service` compare a spec's hash with the label on what
+exists and say what to do, and why. `Controller` observes, plans and applies,
+in dependency order: base image, final image, network, notebook container,
+proxy configuration (the notebook's IP), proxy container. Applying twice
+changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import context as build_context
+from .engine import BuildEvent, ContainerInfo, Engine, ImageInfo
+from .errors import ConflictError, EngineError, NotReady, ProxyConfigError
+from .probes import ProbeResult, check_once, stack_probes, wait_until_ready
+from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
+from .redact import Redactor
+from .settings import Settings
+from .stack import (
+    LABEL_CONFIG_HASH,
+    LABEL_CONTEXT_HASH,
+    LABEL_IMAGE,
+    LABEL_PROJECT,
+    ImageSpec,
+    ServiceSpec,
+    StackSpec,
+    describe_stack,
+)
+from .state import ProjectSecrets, ensure_secrets, ensure_state_dir, load_secrets
+
+# The setting that names each image's build context, for errors.
+CONTEXT_SETTING = {"base": "BASE_CONTEXT", "notebook": "NOTEBOOK_CONTEXT"}
+PORT_SETTING = {0: "SIFU_PORT", 1: "JUPYTER_PORT"}
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str  # build, create, recreate, start
+    target: str  # an image or service name
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.target}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the user may want to see: the CLI and the live view decide how."""
+
+    kind: str  # action, build, proxy, info, warning, ready
+    message: str
+    target: str = ""
+    build: BuildEvent | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Notify = Callable[[Event], None]
+
+
+def plan_image(image: ImageSpec, desired_hash: str, observed: ImageInfo | None, force: bool = False) -> Action | None:
+    if force:
+        return Action("build", image.name, "requested")
+    if observed is None:
+        return Action("build", image.name, f"{image.tag} does not exist yet")
+    if observed.labels.get(LABEL_CONTEXT_HASH) != desired_hash:
+        return Action("build", image.name, f"its build context ({image.context}) changed since {image.tag} was built")
+    return None
+
+
+def plan_service(service: ServiceSpec, desired_hash: str, observed: ContainerInfo | None) -> Action | None:
+    if observed is None:
+        return Action("create", service.name, f"{service.container_name} does not exist")
+    if observed.labels.get(LABEL_CONFIG_HASH) != desired_hash:
+        return Action("recreate", service.name, "its image or configuration changed")
+    if not observed.running:
+        return Action("start", service.name, f"{service.container_name} is {observed.status}")
+    return None
+
+
+def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
+    """Whose files the notebook writes: the owner of the notebooks folder (so `sudo devstack` still
+    leaves them to the folder's owner), or the user running devstack."""
+    if notebooks_dir is not None and notebooks_dir.exists():
+        st = notebooks_dir.stat()
+        return st.st_uid, st.st_gid
+    return os.getuid(), os.getgid()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a port whose old connections linger in TIME_WAIT is free for Docker too.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Controller:
+    """Brings one project's stack to its desired state and reports what it does."""
+
+    def __init__(self, settings: Settings, notify: Notify | None = None,
+                 connect: Callable[[], Engine] = Engine.connect, redactor: Redactor | None = None):
+        self.settings = settings
+        self.spec: StackSpec = describe_stack(settings, *host_ids(settings.notebooks_path))
+        self.notify: Notify = notify or (lambda event: None)
+        self.redact = redactor or Redactor()
+        self.redact.add(*settings.secret_values())
+        secrets = load_secrets(settings)
+        if secrets:
+            self.redact.add(*secrets.values())
+        self._connect = connect
+        self._engine: Engine | None = None
+        self.proxy_store = ProxyConfigStore(self.spec.proxy.config_dir)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def _say(self, kind: str, message: str, target: str = "", **data: Any) -> None:
+        self.notify(Event(kind, self.redact(message), target, data=data))
+
+    # -- images ----------------------------------------------------------
+
+    def ensure_images(self, force: set[str] | None = None, no_cache: bool = False) -> dict[str, str]:
+        """Build, base first, every image that is missing, out of date or in `force`; returns image IDs."""
+        force = force or set()
+        for image in self.spec.images:
+            build_context.check_context(image, CONTEXT_SETTING.get(image.name, image.name))
+        ids: dict[str, str] = {}
+        for image in self.spec.images:
+            parent_id = ids.get(image.parent, "") if image.parent else ""
+            desired = build_context.context_hash(image, parent_id)
+            observed = self.engine.image(image.tag)
+            action = plan_image(image, desired, observed, force=image.name in force)
+            if action is None:
+                assert observed is not None
+                ids[image.name] = observed.id
+                continue
+            self._say("action", str(action), image.name)
+            ids[image.name] = self._build(image, desired, no_cache)
+        return ids
+
+    def _build(self, image: ImageSpec, desired_hash: str, no_cache: bool) -> str:
+        labels = {LABEL_IMAGE: image.name, LABEL_CONTEXT_HASH: desired_hash}
+
+        def on_event(event: BuildEvent) -> None:
+            self.notify(Event("build", self.redact(event.line), image.name, build=event))
+
+        with build_context.context_tar(image) as tar:
+            image_id = self.engine.build(tar, image.tag, dict(image.build_args), labels, no_cache, on_event)
+        self._say("info", f"built {image.tag} ({image_id.removeprefix('sha256:')[:12]})", image.name)
+        return image_id
+
+    # -- the stack -------------------------------------------------------
+
+    def up(self, ready_timeout: float = 180.0) -> list[ProbeResult]:
+        """Everything to the desired state, then wait until it answers through the proxy."""
+        self.check_ports()
+        if not self.settings.sifu_repo:
+            self._say("info", "Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)")
+        if self.spec.notebooks_dir is not None:
+            self.spec.notebooks_dir.mkdir(parents=True, exist_ok=True)
+        image_ids = self.ensure_images()
+        self.reconcile_services(image_ids)
+        return self.wait_ready(ready_timeout)
+
+    def check_ports(self) -> None:
+        """Fail before building anything when a host port is held by something that is not our proxy."""
+        proxy = self.spec.service("proxy")
+        ours = self._owned_container(proxy)
+        held_by_us = set(ours.ports) if ours and ours.running else set()
+        for index, port in enumerate(proxy.ports):
+            if any(p.startswith(f"{port.host_ip}:{port.host_port}->") for p in held_by_us):
+                continue
+            if not port_is_free(port.host_ip, port.host_port):
+                setting = PORT_SETTING.get(index, "the port setting")
+                raise ConflictError(
+                    f"host port {port.host_ip}:{port.host_port} ({setting}) is already in use{self._holder(port.host_port)}: "
+                    f"stop what holds it, or set {setting} to a free port in .env")
+
+    def _holder(self, port: int) -> str:
+        for container in self.engine.containers():
+            if any(f":{port}->" in p for p in container.ports):
+                return f" by container {container.name} (project {container.project})"
+        return ""
+
+    def reconcile_services(self, image_ids: dict[str, str]) -> None:
+        spec = self.spec
+        network = self._ensure_network()
+        secrets = ensure_secrets(self.settings)
+        self.redact.add(*secrets.values())
+        notebook = self._reconcile_service(spec.service("notebook"), image_ids["notebook"], network,
+                                           extra=secrets.fingerprint())
+        self.refresh_proxy(notebook)
+        proxy_spec = spec.service("proxy")
+        self._reconcile_service(proxy_spec, self._proxy_image_id(), network)
+
+    def _ensure_network(self) -> str:
+        name = self.spec.network
+        existing = self.engine.network(name)
+        if existing is None:
+            self.engine.create_network(name, self.spec.labels)
+            self._say("action", f"create network {name}", "network")
+        elif existing.labels.get(LABEL_PROJECT) != self.spec.project:
+            raise ConflictError(f"network {name} exists and was not created by devstack for project "
+                                f"{self.spec.project}: remove it yourself or set DEVSTACK_PROJECT to another name")
+        return name
+
+    def _owned_container(self, service: ServiceSpec) -> ContainerInfo | None:
+        """The service's container, if one exists; a container of that name that is not ours is a conflict."""
+        found = self.engine.container(service.container_name)
+        if found is not None and found.labels.get(LABEL_PROJECT) != self.spec.project:
+            raise ConflictError(
+                f"container {service.container_name} exists and was not created by devstack for project "
+                f"{self.spec.project}: rename or remove it yourself, or set DEVSTACK_PROJECT to another name")
+        return found
+
+    def _reconcile_service(self, service: ServiceSpec, image_id: str, network: str, extra: str = "") -> ContainerInfo:
+        desired_hash = service.config_hash(image_id, extra)
+        observed = self._owned_container(service)
+        action = plan_service(service, desired_hash, observed)
+        if action is not None:
+            self._say("action", str(action), service.name)
+            if action.verb in ("create", "recreate"):
+                if observed is not None:
+                    self.engine.remove(observed.id, observed.name)
+                container_id = self.engine.create_container(service, network, {LABEL_CONFIG_HASH: desired_hash})
+            else:
+                assert observed is not None
+                container_id = observed.id
+            self.engine.start(container_id, service.container_name)
+        found = self.engine.container(service.container_name)
+        if found is None:
+            raise EngineError(f"container {service.container_name} vanished right after it was started")
+        return found
+
+    def _proxy_image_id(self) -> str:
+        ref = self.settings.nginx_image
+        found = self.engine.image(ref)
+        if found is None:
+            self._say("action", f"pull {ref} (NGINX_IMAGE)", "proxy")
+            try:
+                self.engine.pull(ref)
+            except EngineError as exc:
+                raise EngineError(f"NGINX_IMAGE={ref} is not on this machine and pulling it failed ({exc}): "
+                                  f"pull or load it yourself, or set NGINX_IMAGE to an nginx image you have") from None
+            found = self.engine.image(ref)
+            assert found is not None
+        return found.id
+
+    # -- the proxy's configuration ------------------------------------------
+
+    def refresh_proxy(self, notebook: ContainerInfo | None = None) -> bool:
+        """Render the configuration for the notebook's current IP; if it changed, check it with
+        `nginx -t` in the sidecar, swap it in and reload nginx. Returns whether anything changed."""
+        notebook = notebook or self.engine.container(self.spec.service("notebook").container_name)
+        if notebook is None or not notebook.running:
+            raise EngineError("the notebook container is not running, so the proxy has no upstream: run `devstack up`")
+        ip = notebook.ips.get(self.spec.network, "")
+        if not ip:
+            raise EngineError(f"container {notebook.name} has no IP on network {self.spec.network}: "
+                              "recreate it with `devstack up`")
+        rendered = render_proxy_config(self.spec.proxy, ip)
+        if self.proxy_store.current_files() == rendered.files:
+            return False
+        ensure_state_dir(self.spec.state_dir)
+        generation = self.proxy_store.stage(rendered)
+        proxy = self.engine.container(self.spec.service("proxy").container_name)
+        if proxy is not None and proxy.running:
+            code, output = self.engine.exec(proxy.id, ["nginx", "-t", "-c", self.proxy_store.container_path(generation)])
+            if code != 0:
+                self.proxy_store.discard(generation)
+                raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: "
+                                       + explain_nginx_error(output, generation, rendered))
+            self.proxy_store.activate(generation)
+            # SIGHUP to nginx's master (PID 1): re-read the configuration, no dropped connections.
+            self.engine.signal(proxy.id, proxy.name, "SIGHUP")
+            self._say("proxy", f"proxy configuration {generation} checked and reloaded (notebook at {ip})", "proxy")
+        else:
+            self.proxy_store.activate(generation)
+            self._say("proxy", f"proxy configuration {generation} written (notebook at {ip})", "proxy")
+        return True
+
+    # -- readiness -------------------------------------------------------
+
+    def wait_ready(self, timeout: float) -> list[ProbeResult]:
+        secrets = ensure_secrets(self.settings)
+        probes = stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token)
+        try:
+            results = wait_until_ready(probes, timeout, still_alive=self._check_alive)
+        except NotReady as exc:
+            raise NotReady(self.redact(str(exc)), logs=exc.logs or self.last_logs()) from None
+        self._say("ready", "ready: Sifu and Jupyter answer through the proxy")
+        return results
+
+    def _check_alive(self) -> None:
+        """Fail fast instead of waiting out the timeout: a container that stopped, or a program
+        that supervisor gave up on (FATAL), will not come back by itself."""
+        for service in self.spec.services:
+            found = self.engine.container(service.container_name)
+            if found is None or not found.running:
+                state = "missing" if found is None else found.status
+                raise NotReady(f"container {service.container_name} is {state} while waiting for the stack "
+                               "to answer", logs=self.last_logs(service.name))
+        notebook = self.spec.service("notebook")
+        found = self.engine.container(notebook.container_name)
+        if found is not None:
+            try:
+                _, output = self.engine.exec(found.id, ["supervisorctl", "status"])
+            except EngineError:
+                return  # an image without supervisorctl: the probes' timeout decides
+            fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
+            if fatal:
+                raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
+                               "(it exited repeatedly right after starting): its log lines are below",
+                               logs=self.last_logs("notebook", lines=30))
+
+    def last_logs(self, service: str | None = None, lines: int = 15) -> list[str]:
+        """The last log lines of the stack's containers (one service, or all), redacted."""
+        collected: list[str] = []
+        for spec in self.spec.services:
+            if service and spec.name != service:
+                continue
+            found = self.engine.container(spec.container_name)
+            if found is None:
+                continue
+            raw = b"".join(self.engine.logs(found.id, tail=lines)).decode("utf-8", "replace")
+            collected += [f"{spec.name} | {self.redact(line)}" for line in raw.splitlines() if line.strip()]
+        return collected
+
+    def probe(self) -> list[ProbeResult]:
+        secrets = load_secrets(self.settings)
+        if secrets is None:
+            return []
+        return check_once(stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token), timeout=2.0)
+
+    def secrets(self) -> ProjectSecrets:
+        return ensure_secrets(self.settings)
+
+    # -- stopping --------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the project's containers, keep them (compose's Ctrl-C)."""
+        for container in self.engine.containers(self.spec.project):
+            if container.running:
+                self.engine.stop(container.id, container.name)
+                self._say("action", f"stop {container.name}", container.service)
+
+    def down(self, remove_images: bool = False) -> None:
+        """Remove the project's containers and network, found by label; nothing else."""
+        for container in self.engine.containers(self.spec.project):
+            self.engine.remove(container.id, container.name)
+            self._say("action", f"remove container {container.name}", container.service)
+        for network in self.engine.networks(self.spec.project):
+            self.engine.remove_network(network.id)
+            self._say("action", f"remove network {network.name}", "network")
+        if remove_images:
+            for image in reversed(self.spec.images):
+                found = self.engine.image(image.tag)
+                if found is None or LABEL_IMAGE not in found.labels:
+                    continue  # not built by devstack: not ours to remove
+                try:
+                    self.engine.remove_image(image.tag)
+                    self._say("action", f"remove image {image.tag}", image.name)
+                except (ConflictError, EngineError) as exc:
+                    self._say("warning", f"kept image {image.tag}: {exc}", image.name)

@@ -1,0 +1,273 @@
+"""Settings: defaults < `.env` < environment < flags, validated once, here.
+
+Every setting is one field of `Settings`, named by its environment key (the
+alias). Errors name the key and where its value came from (`.env` line, the
+environment or a flag) and say what to do.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from . import assets
+from .errors import ConfigError
+from .redact import MASK
+
+ENV_FILE = ".env"
+
+# Docker names: what compose accepts for a project name.
+_PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# An image reference: [registry/]name[:tag], kept loose; Docker has the last word.
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+
+SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
+
+
+def _port(key: str, default: int, description: str) -> Any:
+    return Field(default, alias=key, ge=1, le=65535, description=description)
+
+
+class Settings(BaseModel):
+    """The resolved settings of one project. Field aliases are the keys users write."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    project: str = Field("", alias="DEVSTACK_PROJECT", description=(
+        "Project name: prefixes container and network names and labels everything devstack creates. "
+        "Default: the project folder's name."))
+    sifu_port: int = _port("SIFU_PORT", 3334, "Host port of the EB-mimic proxy's Sifu listener (production: 3334).")
+    jupyter_port: int = _port("JUPYTER_PORT", 3335, "Host port of the EB-mimic proxy's Jupyter listener (production: 3335).")
+    bind_address: str = Field("127.0.0.1", alias="BIND_ADDRESS", description=(
+        "Host address the proxy publishes its ports on. 0.0.0.0 exposes them to your network: only when you mean it."))
+    notebooks_dir: str = Field("./notebooks", alias="NOTEBOOKS_DIR", description=(
+        "Host folder mounted at /notebooks (created if missing; never deleted). Empty: no mount."))
+    nginx_image: str = Field("nginx:stable", alias="NGINX_IMAGE", description=(
+        "Image of the nginx sidecar that plays the EB host's nginx."))
+    base_from_image: str = Field("debian:bookworm-slim", alias="BASE_FROM_IMAGE", description=(
+        "Public image the base image starts FROM (build argument BASE_FROM_IMAGE)."))
+    base_image_tag: str = Field("proversity/base-notebook", alias="BASE_IMAGE_TAG", description=(
+        "Tag of the base image (Jupyter Notebook + supervisor)."))
+    notebook_image_tag: str = Field("proversity/notebook", alias="NOTEBOOK_IMAGE_TAG", description=(
+        "Tag of the final image (base + Sifu + supervisor and Jupyter config)."))
+    base_context: str = Field("", alias="BASE_CONTEXT", description=(
+        "Build context folder of the base image. Default: the one bundled with devstack (compose/base)."))
+    notebook_context: str = Field("", alias="NOTEBOOK_CONTEXT", description=(
+        "Build context folder of the final image. Default: the one bundled with devstack (compose/notebook)."))
+    sifu_repo: str = Field("", alias="SIFU_REPO", description=(
+        "Git URL of the Sifu repository built into the final image. Empty: a development stand-in is used."))
+    sifu_ref: str = Field("", alias="SIFU_REF", description=(
+        "Branch, tag or commit of SIFU_REPO. Empty: the repository's default branch."))
+    deployment_token: SecretStr = Field(SecretStr(""), alias="DEPLOYMENT_TOKEN", description=(
+        "GitHub access token that can read SIFU_REPO. Never printed, never sent into an image."))
+    edx_hostname: str = Field("localhost:8000", alias="EDX_HOSTNAME", description=(
+        "host:port of the Open edX that frames the notebook; drives Jupyter's frame-ancestors and CORS."))
+    jupyter_token: SecretStr = Field(SecretStr(""), alias="JUPYTER_TOKEN", description=(
+        "Jupyter's token. Empty: generated once per project and kept in .devstack/."))
+
+    # Not settings users write: where the values came from, and the project folder.
+    project_dir: Path = Field(Path("."), exclude=True)
+    dotenv: dict[str, str] = Field(default_factory=dict, exclude=True)
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("project")
+    @classmethod
+    def _check_project(cls, value: str) -> str:
+        if value and not _PROJECT_NAME.match(value):
+            raise ValueError("must be lowercase letters, digits, '-' or '_', starting with a letter or digit")
+        return value
+
+    @field_validator("bind_address")
+    @classmethod
+    def _check_bind_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address such as 127.0.0.1") from None
+        return value
+
+    @field_validator("nginx_image", "base_from_image", "base_image_tag", "notebook_image_tag")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        if not _IMAGE_REF.match(value):
+            raise ValueError("must be an image reference such as name:tag")
+        return value
+
+    @field_validator("edx_hostname")
+    @classmethod
+    def _check_edx_hostname(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("must be host:port, for example localhost:8000")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ports_distinct(self) -> Settings:
+        if self.sifu_port == self.jupyter_port:
+            raise ValueError(f"SIFU_PORT and JUPYTER_PORT are both {self.sifu_port}: give them different ports")
+        return self
+
+    # -- derived values -------------------------------------------------
+
+    @property
+    def project_name(self) -> str:
+        return self.project or normalize_project_name(self.project_dir.name)
+
+    @property
+    def notebooks_path(self) -> Path | None:
+        return self._resolve(self.notebooks_dir) if self.notebooks_dir else None
+
+    @property
+    def base_context_path(self) -> Path:
+        return self._resolve(self.base_context) if self.base_context else assets.compose_dir() / "base"
+
+    @property
+    def notebook_context_path(self) -> Path:
+        return self._resolve(self.notebook_context) if self.notebook_context else assets.compose_dir() / "notebook"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where devstack keeps what it generates for this project (never watched, never in git)."""
+        return self.project_dir / ".devstack"
+
+    @property
+    def edx_origin(self) -> str:
+        return f"http://{self.edx_hostname}"
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.project_dir / path).resolve()
+
+    def secret_values(self) -> list[str]:
+        return [s for s in (self.deployment_token.get_secret_value(), self.jupyter_token.get_secret_value()) if s]
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting by key, as `config` shows it: secrets masked."""
+        shown: dict[str, str] = {}
+        for name, field in Settings.model_fields.items():
+            if not field.alias:
+                continue
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                if secret:
+                    shown[field.alias] = MASK
+                elif field.alias == "JUPYTER_TOKEN":
+                    shown[field.alias] = "(generated per project)"
+                else:
+                    shown[field.alias] = ""
+            else:
+                shown[field.alias] = str(value)
+        shown["DEVSTACK_PROJECT"] = self.project_name
+        return shown
+
+
+def setting_keys() -> list[str]:
+    """The keys users can set, in declaration order."""
+    return [f.alias for f in Settings.model_fields.values() if f.alias]
+
+
+def _field_by_key() -> dict[str, str]:
+    return {f.alias: name for name, f in Settings.model_fields.items() if f.alias}
+
+
+def normalize_project_name(name: str) -> str:
+    """A folder name made into a project name, the way compose does it."""
+    cleaned = re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
+    return cleaned or "devstack"
+
+
+def read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The variables of a `.env` file and the line each was set on.
+
+    A line python-dotenv cannot parse is an error naming the file and line;
+    only the part before `=` is shown, since the value may be a secret.
+    """
+    if not path.is_file():
+        return {}, {}
+    text = path.read_text(encoding="utf-8")
+    lines: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            head = binding.original.string.strip().split("=", 1)[0][:40]
+            raise ConfigError(
+                f"{path}:{line}: cannot parse the line starting '{head}': write it as KEY=VALUE "
+                "(quote values with spaces, close every quote)")
+        if binding.key is not None:
+            lines[binding.key] = line
+    values = {k: ("" if v is None else v) for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    return values, lines
+
+
+def load_settings(
+    project_dir: Path,
+    flags: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: flags > environment > `.env` > default."""
+    project_dir = project_dir.resolve()
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    env_path = project_dir / ENV_FILE
+    dotenv, dotenv_lines = read_env_file(env_path)
+
+    fields = _field_by_key()
+    for key in flags:
+        if key not in fields:
+            raise ConfigError(f"--set {key}: unknown setting; known settings: {', '.join(fields)}")
+
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in fields:
+        for layer, label in (
+            (flags, "flag --set"),
+            (environ, "environment"),
+            (dotenv, f"{env_path}:{dotenv_lines.get(key, 0)}"),
+        ):
+            if key in layer:
+                raw[key] = layer[key]
+                sources[key] = label
+                break
+        else:
+            sources[key] = "default"
+
+    for key in ("SIFU_PORT", "JUPYTER_PORT"):
+        if key in raw:
+            raw[key] = _parse_port(key, raw[key], sources[key])
+
+    try:
+        return Settings(**raw, project_dir=project_dir, dotenv=dotenv, sources=sources)
+    except ValidationError as exc:
+        raise _config_error(exc, raw, sources) from None
+
+
+def _parse_port(key: str, value: str, source: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"{source}: {key}={text!r} is not a port: use an integer from 1 to 65535")
+    return int(text)
+
+
+def _config_error(exc: ValidationError, raw: Mapping[str, Any], sources: Mapping[str, str]) -> ConfigError:
+    error = exc.errors()[0]
+    loc = error.get("loc") or ()
+    key = str(loc[0]) if loc else ""
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if key in sources:
+        value = MASK if key in SECRET_KEYS else raw.get(key, "")
+        return ConfigError(f"{sources[key]}: {key}={value!r} {message}; fix it and run again")
+    # A check across keys (for example two equal ports): name every source involved.
+    involved = [k for k in ("SIFU_PORT", "JUPYTER_PORT") if k in message]
+    where = ", ".join(f"{k} from {sources.get(k, 'default')}" for k in involved)
+    return ConfigError(f"{message} ({where})" if where else message)

@@ -1,0 +1,84 @@
+"""What devstack keeps per project in `.devstack/`: generated secrets and their mount."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets as random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class ProjectSecrets:
+    jupyter_token: str
+    sifu_secret: str
+
+    def fingerprint(self) -> str:
+        """Changes when a secret changes (so the container is recreated), reveals nothing."""
+        return hashlib.sha256(f"{self.jupyter_token}\0{self.sifu_secret}".encode()).hexdigest()[:16]
+
+    def values(self) -> list[str]:
+        return [self.jupyter_token, self.sifu_secret]
+
+
+def ensure_state_dir(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        # Generated files and secrets: never committed, whatever the project's own .gitignore says.
+        ignore.write_text("*\n")
+
+
+def load_secrets(settings: Settings) -> ProjectSecrets | None:
+    """The project's secrets if they were generated already (no writes)."""
+    generated = _read_generated(settings.state_dir)
+    if not generated:
+        return None
+    token = settings.jupyter_token.get_secret_value() or generated["jupyter_token"]
+    return ProjectSecrets(token, generated["sifu_secret"])
+
+
+def ensure_secrets(settings: Settings) -> ProjectSecrets:
+    """Generate what is missing (once per project) and write the folder mounted into the container."""
+    state_dir = settings.state_dir
+    ensure_state_dir(state_dir)
+    generated = _read_generated(state_dir)
+    if not generated:
+        generated = {"jupyter_token": random.token_hex(24), "sifu_secret": random.token_hex(32)}
+        _write_private(state_dir / "generated-secrets.json", json.dumps(generated))
+    project_secrets = ProjectSecrets(
+        settings.jupyter_token.get_secret_value() or generated["jupyter_token"], generated["sifu_secret"])
+    mount = state_dir / "secrets"
+    mount.mkdir(mode=0o700, exist_ok=True)
+    _write_private(mount / "jupyter_token", project_secrets.jupyter_token)
+    _write_private(mount / "sifu_secret", project_secrets.sifu_secret)
+    return project_secrets
+
+
+def _read_generated(state_dir: Path) -> dict[str, str]:
+    path = state_dir / "generated-secrets.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("jupyter_token", "sifu_secret")):
+        return {}
+    return data
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write a file readable by its owner only, replacing it atomically, and only if it changed."""
+    try:
+        if path.read_text() == content:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.replace(tmp, path)

@@ -1,0 +1,144 @@
+"""Pure functions from a `StackStatus` to what a person or a script reads.
+
+`render_status` builds a rich renderable (the live view displays it, the
+status command prints it once); `status_to_json` is the `--json` form;
+`event_line` is the one plain line per event printed without a TTY.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .reconcile import Event
+from .status import StackStatus
+
+_STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
+_HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
+
+
+def humanize_age(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return "-"
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def services_table(status: StackStatus) -> Table:
+    table = Table(title=f"devstack · {status.project}", title_justify="left", expand=False)
+    for column in ("service", "container", "state", "health", "uptime", "restarts", "image", "built", "ports"):
+        table.add_column(column, no_wrap=column != "ports")
+    for svc in status.services:
+        state_style = _STATE_STYLE.get(svc.state, "red")
+        table.add_row(
+            svc.service,
+            svc.container,
+            Text(svc.state, style=state_style),
+            Text(svc.health or "-", style=_HEALTH_STYLE.get(svc.health, "")),
+            humanize_age(svc.started_at, status.taken_at),
+            str(svc.restarts),
+            f"{svc.image} {svc.image_id}".strip(),
+            humanize_age(svc.image_built, status.taken_at) + (" ago" if svc.image_built else ""),
+            "\n".join(svc.ports) or "-",
+        )
+    return table
+
+
+def probes_table(status: StackStatus) -> Table:
+    table = Table(title="through the proxy", title_justify="left", expand=False)
+    for column in ("check", "url", "result", "ms"):
+        table.add_column(column)
+    for result in status.probes:
+        table.add_row(
+            result.probe.hop,
+            result.probe.url,
+            Text(("ok: " if result.ok else "FAIL: ") + result.detail, style="green" if result.ok else "red"),
+            f"{result.elapsed_ms:.0f}",
+        )
+    return table
+
+
+def render_status(status: StackStatus) -> RenderableType:
+    parts: list[RenderableType] = [services_table(status)]
+    if status.probes:
+        parts.append(probes_table(status))
+    urls = Text("open ")
+    urls.append(status.urls.get("login", ""), style="bold cyan")
+    urls.append("  (Sifu logs you into Jupyter at ")
+    urls.append(status.urls.get("jupyter", ""), style="cyan")
+    urls.append(")")
+    parts.append(urls)
+    if status.activity or status.build:
+        parts.append(_activity(status))
+    if status.timeline:
+        parts.append(Text("last change: " + "  →  ".join(f"{label} {ms:.0f} ms" for label, ms in status.timeline)))
+    if status.last_error:
+        parts.append(Panel(Text(status.last_error, style="red"), title="last error", title_align="left"))
+    if status.logs:
+        parts.append(Panel(Text("\n".join(status.logs)), title="latest logs", title_align="left"))
+    return Group(*parts)
+
+
+def _activity(status: StackStatus) -> RenderableType:
+    if status.build is None:
+        return Text(f"now: {status.activity}", style="yellow")
+    build = status.build
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        Text(f"building {build.image}", style="yellow"),
+        ProgressBar(total=max(build.total, 1), completed=build.step, width=30),
+        Text(f"step {build.step}/{build.total}: {build.instruction[:60]}"),
+    )
+    return grid
+
+
+def status_to_json(status: StackStatus) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "project": status.project,
+        "taken_at": when(status.taken_at),
+        "urls": status.urls,
+        "services": [
+            {
+                "service": s.service,
+                "container": s.container,
+                "state": s.state,
+                "health": s.health or None,
+                "started_at": when(s.started_at),
+                "restarts": s.restarts,
+                "image": s.image,
+                "image_id": s.image_id,
+                "image_built": when(s.image_built),
+                "ports": list(s.ports),
+            }
+            for s in status.services
+        ],
+        "probes": [
+            {"check": r.probe.hop, "url": r.probe.url, "ok": r.ok, "status": r.status, "detail": r.detail,
+             "expected": r.probe.expect, "ms": round(r.elapsed_ms, 1)}
+            for r in status.probes
+        ],
+        "activity": status.activity or None,
+        "last_error": status.last_error or None,
+        "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in status.timeline],
+    }
+
+
+def event_line(event: Event) -> str:
+    """One plain line for an event (no TTY, or `--no-live`)."""
+    if event.kind == "build" and event.build is not None:
+        b = event.build
+        return f"[build {event.target} {b.step}/{b.total}] {event.message}"
+    prefix = {"warning": "warning: ", "ready": "", "action": "", "proxy": "", "info": ""}.get(event.kind, "")
+    return f"{prefix}{event.message}"
