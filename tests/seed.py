@@ -1,0 +1,83 @@
+"""Seed the local image store with the public images the stack starts FROM.
+
+On a machine that reaches Docker Hub the tags are pulled. Where no registry is
+reachable (CI here), `debian:bookworm-slim` is made with debootstrap and
+`docker import`, and the nginx image is built from it with Debian's nginx.
+An existing tag is never replaced.
+
+    python tests/seed.py            # seed what is missing
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound
+
+DEBIAN_TAG = os.environ.get("BASE_FROM_IMAGE", "debian:bookworm-slim")
+NGINX_TAG = os.environ.get("NGINX_IMAGE", "nginx:stable")
+MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+HERE = Path(__file__).resolve().parent
+
+
+def _has(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def _try_pull(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.pull(tag)
+        return True
+    except (APIError, DockerException):
+        return False
+
+
+def seed_debian(client: docker.DockerClient, tag: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="devstack-seed-") as tmp:
+        root = Path(tmp) / "rootfs"
+        try:
+            subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR],
+                           check=True, stdout=subprocess.DEVNULL)
+            tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run(["docker", "import",
+                            "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                            "--change", 'CMD ["bash"]', "-", tag],
+                           stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+            tar.wait()
+        finally:
+            # A failed debootstrap leaves proc (and sometimes sys) mounted in its target.
+            for mount in ("proc", "sys", "dev/pts", "dev"):
+                target = root / mount
+                if target.is_dir() and os.path.ismount(target):
+                    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def seed_nginx(client: docker.DockerClient, tag: str, base: str) -> None:
+    client.images.build(path=str(HERE / "images" / "nginx"), tag=tag, buildargs={"BASE_FROM_IMAGE": base},
+                        pull=False, rm=True, forcerm=True)
+
+
+def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG) -> None:
+    client = docker.from_env(timeout=600)
+    try:
+        if not _has(client, debian_tag) and not _try_pull(client, debian_tag):
+            print(f"seeding {debian_tag} with debootstrap (no registry answered)", file=sys.stderr)
+            seed_debian(client, debian_tag)
+        if not _has(client, nginx_tag) and not _try_pull(client, nginx_tag):
+            print(f"seeding {nginx_tag} from {debian_tag} with Debian's nginx", file=sys.stderr)
+            seed_nginx(client, nginx_tag, debian_tag)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    ensure_seed_images()
