@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 
 import httpx
 import pytest
 from conftest import NGINX_IMAGE, make_project
-from helpers import login, run_cell, save_notebook, wait_for
+from helpers import login, run_cell, save_notebook
+
+from devstack import assets
 
 pytestmark = pytest.mark.engine
 
@@ -254,3 +257,34 @@ def test_failed_build_shows_the_step_and_its_output(project, tmp_path, docker_cl
     assert "RUN echo the-last-words-of-this-step" in line and "non-zero code: 3" in line
     assert "the-last-words-of-this-step" in result.stderr.replace(line, "")
     assert not docker_client.images.list(name=f"devstack-test/failing-{project.name}")
+
+
+def test_context_change_made_while_devstack_was_not_running_is_rebuilt(project, tmp_path, docker_client):
+    context = tmp_path / "notebook-context"
+    shutil.copytree(assets.compose_dir() / "notebook", context)
+    tag = f"devstack-test/context-{project.name}"
+    project.write_env(NOTEBOOK_CONTEXT=str(context), NOTEBOOK_IMAGE_TAG=tag)
+    project.run("up", "-d")
+    first_image = docker_client.images.get(tag).id
+    token = project.secret("jupyter_token")
+
+    config = context / "jupyter_notebook_config.py"
+    config.write_text(config.read_text() + "\n# edited while devstack was not running\n")
+    result = project.run("up", "-d")
+    assert "build notebook: its build context" in result.stdout and "build base" not in result.stdout
+    assert "recreate notebook" in result.stdout
+    assert docker_client.images.get(tag).id != first_image
+    assert project.secret("jupyter_token") == token  # generated once, kept per project
+
+    built = project.run("build", "notebook")
+    assert "build notebook: requested" in built.stdout and "build base" not in built.stdout
+    docker_client.images.remove(tag, force=True)
+
+
+def test_everything_created_carries_project_and_service_labels(running_stack, docker_client):
+    containers = docker_client.containers.list(all=True, filters={"label": f"devstack.project={running_stack.name}"})
+    assert sorted(c.labels["devstack.service"] for c in containers) == ["notebook", "proxy"]
+    network = docker_client.networks.get(f"{running_stack.name}_default")
+    assert network.attrs["Labels"]["devstack.project"] == running_stack.name
+    image = docker_client.images.get(running_stack.settings["NOTEBOOK_IMAGE_TAG"])
+    assert image.labels["devstack.image"] == "notebook" and image.labels["devstack.context-hash"]
