@@ -256,9 +256,13 @@ class Engine:
     def create_container(self, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> str:
         """Create (not start) the container for a service, attached to `network`."""
         api = self._api
+        # One container port may be published on several host ports (`-p 8888:80 -p 9999:80`).
+        port_bindings: dict[int, list[tuple[str, int]]] = {}
+        for port in service.ports:
+            port_bindings.setdefault(port.container_port, []).append((port.host_ip, port.host_port))
         host_config = api.create_host_config(
             binds={str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in service.mounts},
-            port_bindings={p.container_port: (p.host_ip, p.host_port) for p in service.ports},
+            port_bindings=port_bindings,
             extra_hosts=dict(service.extra_hosts) or None,
             network_mode=network,
             init=False,
@@ -273,7 +277,7 @@ class Engine:
             command=list(service.command) if service.command else None,
             environment=dict(service.environment),
             labels={**dict(service.labels), **labels},
-            ports=[p.container_port for p in service.ports] or None,
+            ports=sorted(port_bindings) or None,
             host_config=host_config,
             networking_config=networking,
             stop_signal=service.stop_signal,

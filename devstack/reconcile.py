@@ -37,7 +37,6 @@ from .state import ProjectSecrets, ensure_secrets, ensure_state_dir, load_secret
 
 # The setting that names each image's build context, for errors.
 CONTEXT_SETTING = {"base": "BASE_CONTEXT", "notebook": "NOTEBOOK_CONTEXT"}
-PORT_SETTING = {0: "SIFU_PORT", 1: "JUPYTER_PORT"}
 
 
 @dataclass(frozen=True)
@@ -172,23 +171,40 @@ class Controller:
             self._say("info", "Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)")
         if self.spec.notebooks_dir is not None:
             self.spec.notebooks_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            name = self.spec.service("notebook").container_name
+            self._say("warning", f"NOTEBOOKS_DIR is empty, so nothing is mounted at /notebooks: notebooks live only "
+                      f"in container {name} and are lost with it (`devstack down`, `up --rm`, or a recreate "
+                      "when the image or settings change)", "notebook")
         image_ids = self.ensure_images()
         self.reconcile_services(image_ids)
         return self.wait_ready(ready_timeout)
 
     def check_ports(self) -> None:
-        """Fail before building anything when a host port is held by something that is not our proxy."""
-        proxy = self.spec.service("proxy")
-        ours = self._owned_container(proxy)
-        held_by_us = set(ours.ports) if ours and ours.running else set()
-        for index, port in enumerate(proxy.ports):
-            if any(p.startswith(f"{port.host_ip}:{port.host_port}->") for p in held_by_us):
-                continue
-            if not port_is_free(port.host_ip, port.host_port):
-                setting = PORT_SETTING.get(index, "the port setting")
-                raise ConflictError(
-                    f"host port {port.host_ip}:{port.host_port} ({setting}) is already in use{self._holder(port.host_port)}: "
-                    f"stop what holds it, or set {setting} to a free port in .env")
+        """Fail before building anything when a container name is taken by something that is not ours,
+        or a host port the stack publishes is held by something other than the service's own container."""
+        for service in self.spec.services:
+            self._owned_container(service)
+            held_by_us = {p for c in self.engine.containers(self.spec.project, service.name) if c.running
+                          for p in c.ports}
+            for port in service.ports:
+                if any(p.startswith(f"{port.host_ip}:{port.host_port}->") for p in held_by_us):
+                    continue
+                if not port_is_free(port.host_ip, port.host_port):
+                    origin, fix = self._port_origin(port.host_port)
+                    raise ConflictError(
+                        f"host port {port.host_ip}:{port.host_port} ({origin}) is already in use"
+                        f"{self._holder(port.host_port)}: stop what holds it, or {fix}")
+
+    def _port_origin(self, host_port: int) -> tuple[str, str]:
+        """The setting that asks for a host port, and how to choose another."""
+        for key, value in (("SIFU_PORT", self.settings.sifu_port), ("JUPYTER_PORT", self.settings.jupyter_port)):
+            if host_port == value:
+                return key, f"set {key} to a free port in .env"
+        for mapping in self.settings.extra_ports:
+            if mapping.host_port == host_port:
+                return mapping.origin, "publish the notebook's port on a free host port (EXTRA_PORTS or up -p)"
+        return "a published port", "free it"
 
     def _holder(self, port: int) -> str:
         for container in self.engine.containers():
@@ -222,14 +238,25 @@ class Controller:
         """The service's container, if one exists; a container of that name that is not ours is a conflict."""
         found = self.engine.container(service.container_name)
         if found is not None and found.labels.get(LABEL_PROJECT) != self.spec.project:
+            setting = "NOTEBOOK_CONTAINER_NAME" if service.name == "notebook" and \
+                self.settings.notebook_container_name else "DEVSTACK_PROJECT"
             raise ConflictError(
                 f"container {service.container_name} exists and was not created by devstack for project "
-                f"{self.spec.project}: rename or remove it yourself, or set DEVSTACK_PROJECT to another name")
+                f"{self.spec.project}: rename or remove it yourself, or set {setting} to another name")
         return found
+
+    def _remove_renamed(self, service: ServiceSpec) -> None:
+        """The service's containers under an older name (NOTEBOOK_CONTAINER_NAME changed): found by label."""
+        for old in self.engine.containers(self.spec.project, service.name):
+            if old.name != service.container_name:
+                self._say("action", f"remove {old.name}: the {service.name} container is now named "
+                          f"{service.container_name}", service.name)
+                self.engine.remove(old.id, old.name)
 
     def _reconcile_service(self, service: ServiceSpec, image_id: str, network: str, extra: str = "") -> ContainerInfo:
         desired_hash = service.config_hash(image_id, extra)
         observed = self._owned_container(service)
+        self._remove_renamed(service)
         action = plan_service(service, desired_hash, observed)
         if action is not None:
             self._say("action", str(action), service.name)

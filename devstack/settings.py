@@ -11,7 +11,8 @@ import io
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,54 @@ from .redact import MASK
 
 ENV_FILE = ".env"
 
-# Docker names: what compose accepts for a project name.
+# Docker names: what compose accepts for a project name, and the engine's rule for
+# container names (daemon/names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # An image reference: [registry/]name[:tag], kept loose; Docker has the last word.
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
+
+# Inside the notebook container, Sifu and Jupyter listen where production has them
+# (stack.SIFU_CONTAINER_PORT, stack.JUPYTER_CONTAINER_PORT); the proxy serves them,
+# Jupyter behind its cookie gate, so EXTRA_PORTS never publishes them directly.
+RESERVED_CONTAINER_PORTS = {3334: "Sifu's, which the proxy serves",
+                            3335: "Jupyter's, which the proxy serves behind the cookie gate"}
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One more port of the notebook container published on BIND_ADDRESS, as `docker run -p` does."""
+
+    host_port: int
+    container_port: int
+    origin: str = "EXTRA_PORTS"  # where it was written, for errors: "EXTRA_PORTS from .env:4", "-p 80:80"
+
+    def __str__(self) -> str:
+        return f"{self.host_port}:{self.container_port}"
+
+
+def parse_port_specs(text: str, origin: str = "EXTRA_PORTS") -> tuple[PortMapping, ...]:
+    """`HOST:CONTAINER[,HOST:CONTAINER...]` as mappings; a ValueError names the spec and the port."""
+    mappings = []
+    for spec in re.split(r"[,\s]+", text.strip()):
+        if not spec:
+            continue
+        parts = spec.split(":")
+        if len(parts) != 2:
+            hint = " (ports are published on BIND_ADDRESS; set that instead)" if len(parts) > 2 else ""
+            raise ValueError(f"{spec!r} is not a port mapping: write HOST:CONTAINER, for example 8888:8888{hint}")
+        ports = []
+        for side, value in zip(("host", "container"), parts):
+            if not value.isdigit():
+                raise ValueError(f"{spec!r}: {side} port {value!r} is not a number: "
+                                 "write HOST:CONTAINER, for example 8888:8888")
+            if not 1 <= int(value) <= 65535:
+                raise ValueError(f"{spec!r}: {side} port {int(value)} is out of range: use 1 to 65535")
+            ports.append(int(value))
+        mappings.append(PortMapping(ports[0], ports[1], origin))
+    return tuple(mappings)
 
 
 def _port(key: str, default: int, description: str) -> Any:
@@ -51,7 +93,14 @@ class Settings(BaseModel):
     bind_address: str = Field("127.0.0.1", alias="BIND_ADDRESS", description=(
         "Host address the proxy publishes its ports on. 0.0.0.0 exposes them to your network: only when you mean it."))
     notebooks_dir: str = Field("./notebooks", alias="NOTEBOOKS_DIR", description=(
-        "Host folder mounted at /notebooks (created if missing; never deleted). Empty: no mount."))
+        "Host folder mounted at /notebooks (created if missing; never deleted). "
+        "Empty: no mount; notebooks then live only in the container and are lost with it."))
+    extra_ports: tuple[PortMapping, ...] = Field((), alias="EXTRA_PORTS", description=(
+        "More ports of the notebook container to publish on BIND_ADDRESS, as HOST:CONTAINER pairs separated "
+        "by commas (for example 8888:8888,5678:5678); `up -p HOST:CONTAINER` adds more."))
+    notebook_container_name: str = Field("", alias="NOTEBOOK_CONTAINER_NAME", description=(
+        "Name of the notebook container (for scripts that `docker exec` into it, e.g. proversity.jupyter.cont). "
+        "Default: <project>-notebook."))
     nginx_image: str = Field("nginx:stable", alias="NGINX_IMAGE", description=(
         "Image of the nginx sidecar that plays the EB host's nginx."))
     base_from_image: str = Field("debian:bookworm-slim", alias="BASE_FROM_IMAGE", description=(
@@ -96,6 +145,19 @@ class Settings(BaseModel):
             raise ValueError("must be an IP address such as 127.0.0.1") from None
         return value
 
+    @field_validator("extra_ports", mode="before")
+    @classmethod
+    def _parse_extra_ports(cls, value: Any) -> Any:
+        return parse_port_specs(value) if isinstance(value, str) else value
+
+    @field_validator("notebook_container_name")
+    @classmethod
+    def _check_container_name(cls, value: str) -> str:
+        if value and not _CONTAINER_NAME.match(value):
+            raise ValueError("is not a container name: use letters, digits, '_', '.' or '-', "
+                             "at least 2 characters, starting with a letter or digit")
+        return value
+
     @field_validator("nginx_image", "base_from_image", "base_image_tag", "notebook_image_tag")
     @classmethod
     def _check_image(cls, value: str) -> str:
@@ -112,9 +174,26 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_ports_distinct(self) -> Settings:
+    def _check_across_keys(self) -> Settings:
         if self.sifu_port == self.jupyter_port:
             raise ValueError(f"SIFU_PORT and JUPYTER_PORT are both {self.sifu_port}: give them different ports")
+        proxy_ports = {self.sifu_port: "SIFU_PORT", self.jupyter_port: "JUPYTER_PORT"}
+        seen: dict[int, PortMapping] = {}
+        for mapping in self.extra_ports:
+            if mapping.host_port in proxy_ports:
+                key = proxy_ports[mapping.host_port]
+                raise ValueError(f"host port {mapping.host_port} ({mapping.origin}) is the proxy's {key}: "
+                                 "publish the notebook's port on another host port")
+            if mapping.container_port in RESERVED_CONTAINER_PORTS:
+                raise ValueError(f"container port {mapping.container_port} ({mapping.origin}) is "
+                                 f"{RESERVED_CONTAINER_PORTS[mapping.container_port]}: publish another port")
+            if mapping.host_port in seen:
+                raise ValueError(f"host port {mapping.host_port} is published twice ({seen[mapping.host_port].origin}"
+                                 f" and {mapping.origin}): publish each host port once")
+            seen[mapping.host_port] = mapping
+        if self.notebook_container_name == f"{self.project_name}-proxy":
+            raise ValueError(f"NOTEBOOK_CONTAINER_NAME {self.notebook_container_name} is the proxy container's "
+                             "name: choose another name")
         return self
 
     # -- derived values -------------------------------------------------
@@ -166,6 +245,8 @@ class Settings(BaseModel):
                     shown[field.alias] = "(generated per project)"
                 else:
                     shown[field.alias] = ""
+            elif name == "extra_ports":
+                shown[field.alias] = ",".join(str(mapping) for mapping in value)
             else:
                 shown[field.alias] = str(value)
         shown["DEVSTACK_PROJECT"] = self.project_name
@@ -214,8 +295,12 @@ def load_settings(
     project_dir: Path,
     flags: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    publish: Sequence[str] = (),
 ) -> Settings:
-    """Resolve every setting: flags > environment > `.env` > default."""
+    """Resolve every setting: flags > environment > `.env` > default.
+
+    `publish` are `up -p HOST:CONTAINER` flags: they add to EXTRA_PORTS, as `docker run -p` adds ports.
+    """
     project_dir = project_dir.resolve()
     environ = os.environ if environ is None else environ
     flags = flags or {}
@@ -245,6 +330,7 @@ def load_settings(
     for key in ("SIFU_PORT", "JUPYTER_PORT"):
         if key in raw:
             raw[key] = _parse_port(key, raw[key], sources[key])
+    raw["EXTRA_PORTS"] = _parse_extra_ports(raw.get("EXTRA_PORTS", ""), sources, publish)
 
     try:
         return Settings(**raw, project_dir=project_dir, dotenv=dotenv, sources=sources)
@@ -259,6 +345,22 @@ def _parse_port(key: str, value: str, source: str) -> int:
     return int(text)
 
 
+def _parse_extra_ports(value: str, sources: dict[str, str], publish: Sequence[str]) -> tuple[PortMapping, ...]:
+    source = sources["EXTRA_PORTS"]
+    try:
+        mappings = parse_port_specs(value, f"EXTRA_PORTS from {source}")
+    except ValueError as exc:
+        raise ConfigError(f"{source}: EXTRA_PORTS={value!r}: {exc}; fix it and run again") from None
+    for spec in publish:
+        try:
+            mappings += parse_port_specs(spec, f"-p {spec}")
+        except ValueError as exc:
+            raise ConfigError(f"flag -p: {exc}") from None
+    if publish:
+        sources["EXTRA_PORTS"] = "flag -p" if source == "default" else f"{source} and flag -p"
+    return mappings
+
+
 def _config_error(exc: ValidationError, raw: Mapping[str, Any], sources: Mapping[str, str]) -> ConfigError:
     error = exc.errors()[0]
     loc = error.get("loc") or ()
@@ -268,6 +370,6 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any], sources: Mapping
         value = MASK if key in SECRET_KEYS else raw.get(key, "")
         return ConfigError(f"{sources[key]}: {key}={value!r} {message}; fix it and run again")
     # A check across keys (for example two equal ports): name every source involved.
-    involved = [k for k in ("SIFU_PORT", "JUPYTER_PORT") if k in message]
+    involved = [k for k in ("SIFU_PORT", "JUPYTER_PORT", "NOTEBOOK_CONTAINER_NAME") if k in message]
     where = ", ".join(f"{k} from {sources.get(k, 'default')}" for k in involved)
     return ConfigError(f"{message} ({where})" if where else message)

@@ -189,11 +189,15 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
 
     notebook = ServiceSpec(
         name="notebook",
-        container_name=f"{project}-notebook",
+        # A name of the user's choosing keeps `docker exec -it proversity.jupyter.cont bash` working;
+        # ownership is still decided by the labels.
+        container_name=settings.notebook_container_name or f"{project}-notebook",
         image=settings.notebook_image_tag,
         build="notebook",
         environment=tuple(sorted(environment.items())),
         mounts=tuple(mounts),
+        # EXTRA_PORTS and `up -p`: published straight from the notebook container, as `docker run -p` does.
+        ports=tuple(PortSpec(settings.bind_address, m.host_port, m.container_port) for m in settings.extra_ports),
         # Containers reach the host's services (a local Open edX) by this name.
         extra_hosts=(("host.docker.internal", "host-gateway"),),
         labels=service_labels("notebook"),
