@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -39,12 +41,13 @@ class Session:
     def __init__(self, project_dir: Path, flags: dict[str, str]):
         self.project_dir = project_dir
         self.flags = flags
+        self.publish: list[str] = []  # `up -p HOST:CONTAINER`, added to EXTRA_PORTS
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.project_dir, self.flags)
+            self._settings = load_settings(self.project_dir, self.flags, publish=self.publish)
             redact.add(*self._settings.secret_values())
         return self._settings
 
@@ -139,25 +142,67 @@ def up(
     ctx: typer.Context,
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the stack is ready."),
     timeout: float = typer.Option(180.0, "--timeout", help="Seconds to wait for the stack to answer."),
+    publish: list[str] = typer.Option([], "--publish", "-p", metavar="HOST:CONTAINER", help=(
+        "Publish one more port of the notebook container on BIND_ADDRESS (repeatable; adds to EXTRA_PORTS).")),
+    no_notebooks_mount: bool = typer.Option(False, "--no-notebooks-mount", help=(
+        "Mount no NOTEBOOKS_DIR: notebooks live only in the container and are lost with it.")),
+    remove: bool = typer.Option(False, "--rm", help=(
+        "Remove the containers and network when the foreground run ends (Ctrl-C, SIGTERM, or the stack failing "
+        "to come up); images and the notebooks folder are kept.")),
 ) -> None:
     """Build what is missing or out of date, start the stack, wait until it answers through the proxy."""
+    if remove and detach:
+        raise DevstackError("--rm removes the stack when the foreground run ends: drop -d/--detach, or --rm")
     session = _session(ctx)
+    if no_notebooks_mount:
+        session.flags["NOTEBOOKS_DIR"] = ""
+    session.publish = list(publish)
     controller = session.controller()
     try:
-        controller.up(ready_timeout=timeout)
+        with _sigterm_as_interrupt():
+            controller.up(ready_timeout=timeout)
     except KeyboardInterrupt:
-        err_console.print("interrupted: stopping the stack (containers kept; `devstack down` removes them)")
-        controller.stop()
+        err_console.print("interrupted")
+        _end_run(controller, remove)
         raise typer.Exit(130) from None
+    except DevstackError:
+        if remove:
+            with contextlib.suppress(DevstackError):  # the first error is the one to show
+                _end_run(controller, remove)
+        raise
     urls = controller.spec.urls()
     console.print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
     if detach:
         return
-    _foreground(controller)
+    _foreground(controller, remove)
 
 
-def _foreground(controller) -> None:  # noqa: ANN001
-    """Show the stack until Ctrl-C, then stop it, as compose does."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the stack comes up, SIGTERM ends `up` the way Ctrl-C does (stop, or remove with --rm)."""
+
+    def on_signal(signum, frame):  # noqa: ANN001, ARG001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _end_run(controller, remove: bool) -> None:  # noqa: ANN001
+    """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
+    if remove:
+        console.print("removing the stack (--rm: images and the notebooks folder are kept)")
+        controller.down()
+    else:
+        console.print("stopping the stack (containers kept; `devstack down` removes them)")
+        controller.stop()
+
+
+def _foreground(controller, remove: bool = False) -> None:  # noqa: ANN001
+    """Show the stack until Ctrl-C, then stop (or with --rm remove) it, as compose does."""
     from .live import run_live
 
     stop = threading.Event()
@@ -172,8 +217,7 @@ def _foreground(controller) -> None:  # noqa: ANN001
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print("stopping the stack (containers kept; `devstack down` removes them)")
-    controller.stop()
+    _end_run(controller, remove)
 
 
 @app.command()
