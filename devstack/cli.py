@@ -310,21 +310,59 @@ def logs(
         raise typer.Exit(130) from None
 
 
+_USER_HELP = "Run as this user (name or uid[:gid]). Default: the notebook user (who owns the notebooks folder) " \
+             "in the notebook container, root in the proxy."
+
+
 @app.command()
 def shell(
     ctx: typer.Context,
     service: str = typer.Argument("notebook", help="notebook or proxy."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help=_USER_HELP),
 ) -> None:
     """An interactive shell in a service's container (bash when it has it, sh otherwise)."""
     if service not in SERVICES:
         raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
     controller = _session(ctx).controller()
-    container = controller.engine.container(controller.spec.service(service).container_name)
-    if container is None or not container.running:
-        raise DevstackError(f"the {service} container is not running: start the stack with `devstack up -d`")
+    container = controller.running_container(service)
     code = controller.engine.exec_interactive(
-        container.id, ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"])
+        container.id, ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"],
+        user=controller.exec_user(service) if user is None else user)
     raise typer.Exit(code)
+
+
+def split_exec_args(args: list[str]) -> tuple[str, list[str]]:
+    """`[SERVICE] [--] CMD...` as (service, command). Click keeps a `--` that follows the service."""
+    service, command = "notebook", list(args)
+    if command and command[0] in SERVICES:
+        service, command = command[0], command[1:]
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise DevstackError(f"no command to run: write `devstack exec {service} -- CMD...`")
+    return service, command
+
+
+@app.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+def exec_(
+    ctx: typer.Context,
+    args: list[str] = typer.Argument(..., metavar="CMD", show_default=False, help=(
+        "[SERVICE] [--] CMD...: notebook (default) or proxy, then the command and its arguments.")),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help=_USER_HELP),
+) -> None:
+    """Run a command in a service's container without a terminal: its output streamed as it comes,
+    its exit code passed through (for scripts). Options go before the service."""
+    service, command = split_exec_args(args)
+    controller = _session(ctx).controller()
+    container = controller.running_container(service)
+    chunks, exit_code = controller.engine.exec_stream(
+        container.id, command, user=controller.exec_user(service) if user is None else user)
+    for out, err in chunks:
+        for data, stream in ((out, sys.stdout.buffer), (err, sys.stderr.buffer)):
+            if data:
+                stream.write(data)
+                stream.flush()
+    raise typer.Exit(exit_code())
 
 
 @app.command()

@@ -13,6 +13,7 @@ import re
 import select
 import signal as signals
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -310,8 +311,7 @@ class Engine:
         created = self._guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
                               environment=environment, what=f"container {container_id[:12]}")
         output = self._guard(self._api.exec_start, created["Id"], what=f"container {container_id[:12]}")
-        code = self._api.exec_inspect(created["Id"]).get("ExitCode")
-        return (code if code is not None else -1), output.decode("utf-8", "replace")
+        return self._exec_exit_code(created["Id"]), output.decode("utf-8", "replace")
 
     def exec_stream(self, container_id: str, cmd: list[str], user: str = "", workdir: str | None = None,
                     environment: dict[str, str] | None = None) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int]]:
@@ -321,11 +321,7 @@ class Engine:
         chunks = self._guard(self._api.exec_start, created["Id"], stream=True, demux=True,
                              what=f"container {container_id[:12]}")
 
-        def exit_code() -> int:
-            code = self._api.exec_inspect(created["Id"]).get("ExitCode")
-            return code if code is not None else -1
-
-        return chunks, exit_code
+        return chunks, lambda: self._exec_exit_code(created["Id"])
 
     def exec_interactive(self, container_id: str, cmd: list[str], user: str = "") -> int:
         """An interactive session, as `docker exec -it` gives, spoken over the Engine API."""
@@ -336,8 +332,19 @@ class Engine:
         sock = self._guard(self._api.exec_start, exec_id, tty=tty, socket=True, what=f"container {container_id[:12]}")
         raw = getattr(sock, "_sock", sock)
         _pump_terminal(raw, tty, resize=lambda h, w: self._api.exec_resize(exec_id, height=h, width=w))
-        code = self._api.exec_inspect(exec_id).get("ExitCode")
-        return code if code is not None else 0
+        return self._exec_exit_code(exec_id)
+
+    def _exec_exit_code(self, exec_id: str, wait: float = 5.0) -> int:
+        """The exit code of a finished exec. The engine may record it a moment after the output
+        stream closes, so wait briefly while it still reports the process running."""
+        deadline = time.monotonic() + wait
+        while True:
+            info = self._guard(self._api.exec_inspect, exec_id, what=f"exec {exec_id[:12]}")
+            if info.get("ExitCode") is not None and not info.get("Running"):
+                return int(info["ExitCode"])
+            if time.monotonic() >= deadline:
+                return -1
+            time.sleep(0.05)
 
     def logs(self, container_id: str, tail: int | str = "all", follow: bool = False,
              timestamps: bool = False) -> Iterator[bytes]:
@@ -458,13 +465,18 @@ def _pump_terminal(sock: Any, tty: bool, resize: Callable[[int, int], None]) -> 
             previous_handler = signals.signal(signals.SIGWINCH, on_resize)
             on_resize()
         stdin_open = True
+        demux = FrameDemuxer()
         while True:
             readable, _, _ = select.select([sock, stdin_fd] if stdin_open else [sock], [], [])
             if sock in readable:
                 data = sock.recv(65536)
                 if not data:
                     break
-                os.write(stdout_fd, data if tty else _strip_multiplex(data))
+                if tty:
+                    _write_all(stdout_fd, data)
+                else:
+                    for stream, payload in demux.feed(data):
+                        _write_all(sys.stderr.fileno() if stream == STDERR else stdout_fd, payload)
             if stdin_open and stdin_fd in readable:
                 data = os.read(stdin_fd, 65536)
                 if data:
@@ -482,11 +494,39 @@ def _pump_terminal(sock: Any, tty: bool, resize: Callable[[int, int], None]) -> 
             signals.signal(signals.SIGWINCH, previous_handler)
 
 
-def _strip_multiplex(data: bytes) -> bytes:
-    """Without a TTY Docker frames output as 8-byte headers + payload; keep the payloads."""
-    out = bytearray()
-    while len(data) >= 8 and data[0] in (0, 1, 2) and data[1:4] == b"\0\0\0":
-        size = int.from_bytes(data[4:8], "big")
-        out += data[8:8 + size]
-        data = data[8 + size:]
-    return bytes(out + data)
+STDOUT, STDERR = 1, 2
+
+
+class FrameDemuxer:
+    """Docker's multiplexed stream, used when there is no TTY: each frame is an 8-byte header
+    (stream: 0 stdin, 1 stdout, 2 stderr; three zero bytes; payload size, big-endian) and the payload.
+    A read from the socket may end anywhere, even inside a header: the rest waits for the next read."""
+
+    HEADER = 8
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The frames that `data` completes, as (stream, payload)."""
+        self._pending += data
+        frames = []
+        while len(self._pending) >= self.HEADER:
+            size = int.from_bytes(self._pending[4:8], "big")
+            end = self.HEADER + size
+            if len(self._pending) < end:
+                break
+            frames.append((self._pending[0], bytes(self._pending[self.HEADER:end])))
+            del self._pending[:end]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not complete yet."""
+        return len(self._pending)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -373,6 +373,23 @@ class Controller:
             return []
         return check_once(stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token), timeout=2.0)
 
+    # -- running commands in the stack --------------------------------------
+
+    def running_container(self, service: str) -> ContainerInfo:
+        """The service's running container, ours by label (a foreign one of that name is never entered)."""
+        found = self._owned_container(self.spec.service(service))
+        if found is None or not found.running:
+            raise EngineError(f"the {service} container is not running: start the stack with `devstack up -d`")
+        return found
+
+    def exec_user(self, service: str) -> str:
+        """Who `shell` and `exec` run as by default: in the notebook container the user Jupyter runs as
+        (so files they write in /notebooks belong to the folder's owner, not root); root elsewhere."""
+        environment = dict(self.spec.service(service).environment)
+        if "NB_UID" in environment:
+            return f"{environment['NB_UID']}:{environment.get('NB_GID', environment['NB_UID'])}"
+        return ""
+
     def secrets(self) -> ProjectSecrets:
         return ensure_secrets(self.settings)
 
