@@ -102,7 +102,8 @@ def docker_client():
 
 def _remove_by_label(client, prefix: str) -> None:
     """Leftovers of this run's projects: found by label, as devstack finds its own."""
-    for container in client.containers.list(all=True, filters={"label": PROJECT_LABEL}):
+    # Other test runs share the engine: a container of theirs may vanish between listing and inspecting.
+    for container in client.containers.list(all=True, filters={"label": PROJECT_LABEL}, ignore_removed=True):
         if container.labels.get(PROJECT_LABEL, "").startswith(prefix):
             container.remove(force=True)
     for network in client.networks.list(filters={"label": PROJECT_LABEL}):
