@@ -96,18 +96,23 @@ def docker_client():
         pytest.fail(f"these tests need a running Docker Engine ({exc}); .ci/run starts one", pytrace=False)
     ensure_seed_images(nginx_tag=NGINX_IMAGE)
     yield client
-    _remove_by_label(client, f"dst{RUN_ID}")
+    _remove_by_label(client, f"dst{RUN_ID}", prefix=True)
     client.close()
 
 
-def _remove_by_label(client, prefix: str) -> None:
-    """Leftovers of this run's projects: found by label, as devstack finds its own."""
+def _remove_by_label(client, name: str, prefix: bool = False) -> None:
+    """Leftovers of a project (or, with `prefix`, of this run's projects): found by label, as devstack
+    finds its own."""
+
+    def matches(project: str) -> bool:
+        return project.startswith(name) if prefix else project == name
+
     # Other test runs share the engine: a container of theirs may vanish between listing and inspecting.
     for container in client.containers.list(all=True, filters={"label": PROJECT_LABEL}, ignore_removed=True):
-        if container.labels.get(PROJECT_LABEL, "").startswith(prefix):
+        if matches(container.labels.get(PROJECT_LABEL, "")):
             container.remove(force=True)
     for network in client.networks.list(filters={"label": PROJECT_LABEL}):
-        if network.attrs.get("Labels", {}).get(PROJECT_LABEL, "").startswith(prefix):
+        if matches(network.attrs.get("Labels", {}).get(PROJECT_LABEL, "")):
             network.remove()
 
 
