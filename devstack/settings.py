@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .redact import MASK
 
 ENV_FILE = ".env"
+# Production's deploy hook writes DEPLOYMENT_TOKEN into this file; a project that keeps it is read.
+DEPLOYMENT_TOKEN_FILE = ".deployment_token"
 
 # Docker names: what compose accepts for a project name, and the engine's rule for
 # container names (daemon/names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
@@ -117,8 +119,11 @@ class Settings(BaseModel):
         "Git URL of the Sifu repository built into the final image. Empty: a development stand-in is used."))
     sifu_ref: str = Field("", alias="SIFU_REF", description=(
         "Branch, tag or commit of SIFU_REPO. Empty: the repository's default branch."))
+    sifu_command: str = Field("", alias="SIFU_COMMAND", description=(
+        "Command supervisor runs in /opt/sifu to start Sifu. Empty: the image's (python3 /opt/sifu/app.py)."))
     deployment_token: SecretStr = Field(SecretStr(""), alias="DEPLOYMENT_TOKEN", description=(
-        "GitHub access token that can read SIFU_REPO. Never printed, never sent into an image."))
+        "GitHub access token that can read SIFU_REPO. Never printed, never sent into an image. "
+        "Unset: read from the project's .deployment_token file if there is one."))
     edx_hostname: str = Field("localhost:8000", alias="EDX_HOSTNAME", description=(
         "host:port of the Open edX that frames the notebook; drives Jupyter's frame-ancestors and CORS."))
     jupyter_token: SecretStr = Field(SecretStr(""), alias="JUPYTER_TOKEN", description=(
@@ -327,6 +332,13 @@ def load_settings(
         else:
             sources[key] = "default"
 
+    if not str(raw.get("DEPLOYMENT_TOKEN", "")).strip():
+        token_file = project_dir / DEPLOYMENT_TOKEN_FILE
+        token = _read_token_file(token_file)
+        if token:
+            raw["DEPLOYMENT_TOKEN"] = token
+            sources["DEPLOYMENT_TOKEN"] = str(token_file)
+
     for key in ("SIFU_PORT", "JUPYTER_PORT"):
         if key in raw:
             raw[key] = _parse_port(key, raw[key], sources[key])
@@ -336,6 +348,16 @@ def load_settings(
         return Settings(**raw, project_dir=project_dir, dotenv=dotenv, sources=sources)
     except ValidationError as exc:
         raise _config_error(exc, raw, sources) from None
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the deployment token file ({type(exc).__name__}): "
+                          "make it readable, or set DEPLOYMENT_TOKEN instead") from None
 
 
 def _parse_port(key: str, value: str, source: str) -> int:

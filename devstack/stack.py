@@ -182,6 +182,10 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         "EDX_ORIGIN": settings.edx_origin,
         "DEVSTACK_SECRETS_DIR": SECRETS_MOUNT,
     })
+    # supervisor starts Sifu with $SIFU_COMMAND; unset (even if `.env` has it empty), the image's default.
+    environment.pop("SIFU_COMMAND", None)
+    if settings.sifu_command:
+        environment["SIFU_COMMAND"] = settings.sifu_command
 
     mounts = [MountSpec(secrets_dir, SECRETS_MOUNT, read_only=True)]
     if settings.notebooks_path is not None:
