@@ -48,3 +48,11 @@ class NotReady(DevstackError):
 
 class ProxyConfigError(DevstackError):
     """nginx rejected a proxy configuration; the running one is kept."""
+
+
+class FetchError(DevstackError):
+    """Sifu's source could not be fetched on the host (git missing, refused, unreachable)."""
+
+    def __init__(self, message: str, category: str = "other"):
+        super().__init__(message)
+        self.category = category  # credentials, auth, not-found, unreachable, host-key, tls, timeout, other

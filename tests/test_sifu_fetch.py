@@ -1,0 +1,153 @@
+"""Fetching Sifu on the host with real git from a real private git server on loopback (no engine needed)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from gitserver import GitServer, SifuRepository, git
+
+from devstack.errors import ConfigError, FetchError
+from devstack.settings import load_settings
+from devstack.sifu import GitTimeouts, fetch_sifu_source
+
+TOKEN = "ghp_fetchcanary" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gitserver")
+    repo = SifuRepository.create(root, "sifu")
+    served = GitServer(root / "served", TOKEN).start()
+    served.repo = repo
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A HOME of the test's own: what git reads and might write there is checked, the user's is untouched."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+def settings_for(project, **values):
+    return load_settings(project, environ=values)
+
+
+def environ_with(home):
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+
+
+def test_fetch_exports_the_commit_without_git_and_reuses_it(server, tmp_path, home):
+    project = tmp_path / "project"
+    project.mkdir()
+    settings = settings_for(project, SIFU_REPO=server.url("sifu"), DEPLOYMENT_TOKEN=TOKEN)
+    first = fetch_sifu_source(settings, environ=environ_with(home))
+    head = git("rev-parse", "HEAD", cwd=server.repo.workdir)
+    assert first.fetched and first.commit == head and first.folder == project / ".devstack" / "sifu" / head
+    assert sorted(p.name for p in first.folder.iterdir()) == ["README.md", "app.py"]
+    assert "test-sifu" in (first.folder / "app.py").read_text()
+    again = fetch_sifu_source(settings, environ=environ_with(home))
+    assert not again.fetched and again.folder == first.folder
+    # Nothing but the exported commit is left: no work folder, no .git.
+    assert [p.name for p in (project / ".devstack" / "sifu").iterdir()] == [head]
+
+
+def test_a_ref_that_moved_upstream_gives_the_new_commit_and_drops_the_old(server, tmp_path, home):
+    project = tmp_path / "project"
+    project.mkdir()
+    settings = settings_for(project, SIFU_REPO=server.url("sifu"), DEPLOYMENT_TOKEN=TOKEN, SIFU_REF="main")
+    before = fetch_sifu_source(settings, environ=environ_with(home))
+    moved = server.repo.commit_version(uuid.uuid4().hex[:6])
+    after = fetch_sifu_source(settings, environ=environ_with(home))
+    assert after.fetched and after.commit == moved != before.commit
+    assert not before.folder.exists()
+
+
+def test_tags_and_commits_not_at_a_tip(server, tmp_path, home):
+    project = tmp_path / "project"
+    project.mkdir()
+    old = git("rev-parse", "HEAD", cwd=server.repo.workdir)
+    server.repo.tag("v-" + old[:6])
+    server.repo.commit_version("after-" + old[:6])
+    for ref in ("v-" + old[:6], old, old[:8]):
+        source = fetch_sifu_source(settings_for(project, SIFU_REPO=server.url("sifu"), DEPLOYMENT_TOKEN=TOKEN,
+                                                SIFU_REF=ref), environ=environ_with(home))
+        assert source.commit == old, ref
+    with pytest.raises(ConfigError, match="SIFU_REF='nope'"):
+        fetch_sifu_source(settings_for(project, SIFU_REPO=server.url("sifu"), DEPLOYMENT_TOKEN=TOKEN,
+                                       SIFU_REF="nope"), environ=environ_with(home))
+
+
+@pytest.mark.parametrize("token, repo, expected", [
+    ("ghp_wrong" + "x" * 20, "sifu", "authentication failed with DEPLOYMENT_TOKEN"),
+    ("", "sifu", "set DEPLOYMENT_TOKEN"),
+    (TOKEN, "no-such-repo", "repository not found"),
+])
+def test_refusals_name_sifu_repo_and_what_to_do(server, tmp_path, home, token, repo, expected):
+    project = tmp_path / "project"
+    project.mkdir()
+    values = {"SIFU_REPO": server.url(repo)}
+    if token:
+        values["DEPLOYMENT_TOKEN"] = token
+    with pytest.raises(FetchError) as error:
+        fetch_sifu_source(settings_for(project, **values), environ=environ_with(home))
+    message = str(error.value)
+    assert message.startswith(f"SIFU_REPO={server.url(repo)}: ") and expected in message
+    assert (token or TOKEN) not in message and "\n" not in message
+    assert not any((project / ".devstack" / "sifu").iterdir())  # nothing half-fetched is left
+
+
+def test_a_users_own_credential_helper_is_enough(server, tmp_path, home):
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    (home / ".git-credentials").write_text(f"http://someone:{TOKEN}@127.0.0.1:{server.port}\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    source = fetch_sifu_source(settings_for(project, SIFU_REPO=server.url("sifu")), environ=environ_with(home))
+    assert (source.folder / "app.py").is_file()
+
+
+def test_the_users_credential_store_never_learns_the_token(server, tmp_path, home):
+    """With a `store` helper configured, a plain `git clone` would write the token to ~/.git-credentials."""
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    fetch_sifu_source(settings_for(project, SIFU_REPO=server.url("sifu"), DEPLOYMENT_TOKEN=TOKEN),
+                      environ=environ_with(home))
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert TOKEN not in path.read_text(errors="replace"), path
+
+
+def test_a_host_that_never_answers_is_an_error_after_a_bounded_time(tmp_path, home):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (the kernel does), never says a word
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    project = tmp_path / "project"
+    project.mkdir()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/sifu.git"
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError) as error:
+            fetch_sifu_source(settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN), environ=environ_with(home),
+                              timeouts=GitTimeouts(query=8, fetch=8, low_speed_time=2))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 15
+    assert str(error.value).startswith(f"SIFU_REPO={url}: ") and error.value.category in ("unreachable", "timeout")
+
+
+def test_missing_git_says_what_to_install(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(FetchError, match="install git"):
+        fetch_sifu_source(settings_for(project, SIFU_REPO="https://github.com/o/r.git"),
+                          environ={"PATH": str(tmp_path)})
