@@ -90,6 +90,26 @@ def context_hash(image: ImageSpec, parent_id: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
+def file_holding_secret(image: ImageSpec, secrets: dict[str, str]) -> tuple[ContextFile, str] | None:
+    """The first file of the context that contains one of `secrets` (name -> value), and that secret's name."""
+    needles = {name: value.encode() for name, value in secrets.items() if value and len(value) >= 8}
+    if not needles:
+        return None
+    overlap = max(len(n) for n in needles.values()) - 1
+    for item in context_files(image):
+        if item.path.is_symlink() or not item.path.is_file():
+            continue
+        with open(item.path, "rb") as handle:
+            tail = b""
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                window = tail + block
+                for name, needle in needles.items():
+                    if needle in window:
+                        return item, name
+                tail = window[-overlap:] if overlap else b""
+    return None
+
+
 def context_tar(image: ImageSpec) -> IO[bytes]:
     """The context as an uncompressed tar in a temporary file, owned by root inside."""
     fileobj = tempfile.TemporaryFile()

@@ -18,11 +18,12 @@ from typing import Any
 
 from . import context as build_context
 from .engine import BuildEvent, ContainerInfo, Engine, ImageInfo
-from .errors import ConflictError, EngineError, NotReady, ProxyConfigError
+from .errors import ConfigError, ConflictError, EngineError, NotReady, ProxyConfigError
 from .probes import ProbeResult, check_once, stack_probes, wait_until_ready
 from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .redact import Redactor
 from .settings import Settings
+from .sifu import fetch_sifu_source, with_sifu_source
 from .stack import (
     LABEL_CONFIG_HASH,
     LABEL_CONTEXT_HASH,
@@ -135,10 +136,11 @@ class Controller:
     def ensure_images(self, force: set[str] | None = None, no_cache: bool = False) -> dict[str, str]:
         """Build, base first, every image that is missing, out of date or in `force`; returns image IDs."""
         force = force or set()
-        for image in self.spec.images:
+        images = self._images_with_sifu()
+        for image in images:
             build_context.check_context(image, CONTEXT_SETTING.get(image.name, image.name))
         ids: dict[str, str] = {}
-        for image in self.spec.images:
+        for image in images:
             parent_id = ids.get(image.parent, "") if image.parent else ""
             desired = build_context.context_hash(image, parent_id)
             observed = self.engine.image(image.tag)
@@ -147,9 +149,38 @@ class Controller:
                 assert observed is not None
                 ids[image.name] = observed.id
                 continue
+            self._refuse_secrets_in_context(image)
             self._say("action", str(action), image.name)
             ids[image.name] = self._build(image, desired, no_cache)
         return ids
+
+    def _images_with_sifu(self) -> tuple[ImageSpec, ...]:
+        """The images to build; with SIFU_REPO set, the final one gets Sifu's source fetched on the host.
+        The fetch comes first, so a fetch that fails leaves every image and container as it was."""
+        if not self.settings.sifu_repo:
+            return self.spec.images
+        source = fetch_sifu_source(self.settings, self.redact)
+        how = "fetched on the host" if source.fetched else "unchanged since the last fetch"
+        self._say("info", f"Sifu: SIFU_REPO={source.describe()}, {how} (only its files go into the build)",
+                  "notebook")
+        return tuple(with_sifu_source(image, source.folder) if image.name == "notebook" else image
+                     for image in self.spec.images)
+
+    def _refuse_secrets_in_context(self, image: ImageSpec) -> None:
+        """A build context holding a secret (a `.deployment_token` copied along, say) would put it in the
+        image or at least hand it to the engine: stop, and say which file."""
+        secrets = {"DEPLOYMENT_TOKEN": self.settings.deployment_token.get_secret_value(),
+                   "JUPYTER_TOKEN": self.settings.jupyter_token.get_secret_value()}
+        generated = load_secrets(self.settings)
+        if generated is not None:
+            secrets.update({"the generated Jupyter token": generated.jupyter_token,
+                            "the Sifu cookie secret": generated.sifu_secret})
+        found = build_context.file_holding_secret(image, secrets)
+        if found is not None:
+            item, secret = found
+            raise ConfigError(f"{item.path} holds {secret} and is in the build context of the {image.name} image "
+                              f"(as {item.arcname}): devstack never sends a secret into a build; move that file "
+                              "out of the context, or list it in the context's .dockerignore")
 
     def _build(self, image: ImageSpec, desired_hash: str, no_cache: bool) -> str:
         labels = {LABEL_IMAGE: image.name, LABEL_CONTEXT_HASH: desired_hash}
