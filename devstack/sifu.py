@@ -84,7 +84,8 @@ class RepoURL:
     def origin(self) -> str:
         """scheme://host[:port], the scope of the credential helper (a redirect elsewhere gets nothing)."""
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,12 @@ class GitResult:
     stderr: str
 
 
+_NOT_INHERITED = frozenset({
+    "GIT_CURL_VERBOSE", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX",
+})
+
+
 class Git:
     """git for one repository: token in the environment only, prompts off, every command bounded."""
 
@@ -314,9 +321,10 @@ class Git:
             self.config += ["-c", "credential.helper=", "-c", f"credential.{repo.origin}.helper={CREDENTIAL_HELPER}"]
 
     def _environment(self, environ: Mapping[str, str], token: str) -> dict[str, str]:
-        # Tracing could write request headers to a file; the token must outlive this command nowhere.
+        # Tracing could write request headers to a file: the token must outlive this command nowhere.
+        # A repository named by the environment (devstack run from a git hook) must not be the one written to.
         env = {k: v for k, v in environ.items()
-               if not k.startswith("GIT_TRACE") and k not in ("GIT_CURL_VERBOSE", "GIT_REDACT_COOKIES")}
+               if not k.startswith("GIT_TRACE") and k not in _NOT_INHERITED}
         env.update({
             "GIT_TERMINAL_PROMPT": "0",  # a missing credential is an error, never a prompt
             "GCM_INTERACTIVE": "never",  # nor a Git Credential Manager window

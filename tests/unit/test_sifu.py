@@ -111,9 +111,10 @@ def test_the_token_is_only_in_the_environment_of_git():
     token = "ghp_canary0123456789abcdefghij"
     repo = parse_repo_url("https://github.com/o/r.git", Path("."))
     git = Git(repo, token, Redactor([token]), "environment",
-              environ={"PATH": "/usr/bin", "GIT_TRACE_CURL": "/tmp/trace", "LANG": "de_DE.UTF-8"})
+              environ={"PATH": "/usr/bin", "GIT_TRACE_CURL": "/tmp/trace", "LANG": "de_DE.UTF-8",
+                       "GIT_DIR": "/home/me/project/.git"})
     assert token not in " ".join(git.config)
-    assert git.env[TOKEN_VARIABLE] == token and "GIT_TRACE_CURL" not in git.env
+    assert git.env[TOKEN_VARIABLE] == token and "GIT_TRACE_CURL" not in git.env and "GIT_DIR" not in git.env
     assert git.env["GIT_TERMINAL_PROMPT"] == "0" and git.env["LC_ALL"] == "C"
     # The user's helpers are reset (none may store the token); ours answers for this host only.
     assert git.config[-4:] == ["-c", "credential.helper=", "-c", f"credential.https://github.com.helper={CREDENTIAL_HELPER}"]
@@ -135,6 +136,11 @@ def test_the_token_is_only_in_the_environment_of_git():
 def test_repo_urls_devstack_fetches(value, kind, shown):
     repo = parse_repo_url(value, Path("/project"))
     assert (repo.kind, repo.shown) == (kind, shown)
+
+
+def test_the_credential_helper_is_scoped_to_the_repositorys_origin():
+    assert parse_repo_url("https://deploy@GitHub.com:8443/o/r.git", Path(".")).origin == "https://github.com:8443"
+    assert parse_repo_url("http://[::1]:9000/r.git", Path(".")).origin == "http://[::1]:9000"
 
 
 def test_a_relative_path_is_the_project_folders():
