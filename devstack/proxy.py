@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 
+from .errors import ProxyConfigError
+from .nginxconf import listen_ports
 from .stack import AUTH_COOKIE, PROXY_MOUNT, ProxySpec
 
 # Editor droppings and other files that are never part of the configuration.
@@ -31,8 +33,58 @@ class RenderedProxy:
     sources: dict[str, Path] = field(default_factory=dict)  # path -> the file it came from
 
 
+# devstack's own server files, by the port they serve (used where a project's files serve neither).
+_BUNDLED_SERVERS = {"sites-enabled/sifu.conf": 0, "sites-enabled/jupyter.conf": 1}
+_EB_PREFIX = "eb/"  # pieces of the EB platforms' own configuration, placed only with a project's files
+
+
 def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
-    """Render every file of the template tree; `*.j2` through Jinja2, others verbatim. Pure."""
+    """The whole configuration tree nginx loads. Pure: reads templates and the project's files.
+
+    Without project files: devstack's template tree (nginx/, minus eb/), `*.j2` through Jinja2.
+    With them: nginx.conf, the upstream file as the EB hook writes it, the project's files
+    unchanged where their platform puts them, and (Amazon Linux 2 only) devstack's server for
+    a published port that none of the project's files serves.
+    """
+    templates = _render_templates(proxy, proxy.upstream_host or notebook_ip)
+    project = proxy.project_files
+    files: dict[str, str] = {}
+    sources: dict[str, Path] = {}
+
+    def put(rel: str, content: str, source: Path) -> None:
+        files[rel] = content
+        sources[rel] = source
+
+    if not project.any:
+        for rel, (content, source) in templates.items():
+            if not rel.startswith(_EB_PREFIX):
+                put(rel, content, source)
+        return RenderedProxy(files, sources)
+
+    put("nginx.conf", *templates["nginx.conf"])
+    al2 = bool(project.al2_http or project.al2_locations)
+    for rel, (content, source) in templates.items():
+        if rel.startswith(_EB_PREFIX):
+            rel = rel[len(_EB_PREFIX):]
+            if rel.startswith("conf.d/elasticbeanstalk/") and not al2:
+                continue
+            put(rel, content, source)
+    for path in project.al1_servers:
+        put(f"sites-enabled/{path.name}", _read(path), path)
+    for path in project.al2_http:
+        put(f"conf.d/{path.name}", _read(path), path)
+    for path in project.al2_locations:
+        put(f"conf.d/elasticbeanstalk/{path.name}", _read(path), path)
+    if not project.al1_servers:
+        served = listen_ports(project.al2_http)
+        for rel, which in _BUNDLED_SERVERS.items():
+            if rel in templates and proxy.served_ports[which] not in served:
+                put(rel, *templates[rel])
+    return RenderedProxy(files, sources)
+
+
+def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[str, Path]]:
+    """Every file of devstack's template tree: `*.j2` through Jinja2, others verbatim."""
     root = proxy.server_templates
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)),
@@ -43,13 +95,15 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
     context = {
         "sifu_port": proxy.sifu_port,
         "jupyter_port": proxy.jupyter_port,
+        "listen_sifu": proxy.listen_sifu,
+        "listen_jupyter": proxy.listen_jupyter,
         "upstreams": proxy.upstreams,
-        "notebook_ip": notebook_ip,
+        "notebook_ip": upstream_host,
         "auth_cookie": AUTH_COOKIE,
         "edx_origin": proxy.edx_origin,
+        "al2_default_server": bool(proxy.project_files.al2_http or proxy.project_files.al2_locations),
     }
-    files: dict[str, str] = {}
-    sources: dict[str, Path] = {}
+    rendered: dict[str, tuple[str, Path]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if any(_SKIP.search(part) for part in rel.parts):
@@ -59,20 +113,22 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
             try:
                 content = env.get_template(rel_posix).render(context)
             except jinja2.UndefinedError as exc:
-                from .errors import ProxyConfigError
-
                 raise ProxyConfigError(f"{path}: {exc.message}: the template uses a value devstack does not "
                                        f"provide ({', '.join(sorted(context))})") from None
             except jinja2.TemplateSyntaxError as exc:
-                from .errors import ProxyConfigError
-
                 raise ProxyConfigError(f"{path}:{exc.lineno}: template error: {exc.message}") from None
             rel_posix = rel_posix[: -len(".j2")]
         else:
             content = path.read_text(encoding="utf-8")
-        files[rel_posix] = content
-        sources[rel_posix] = path
-    return RenderedProxy(files, sources)
+        rendered[rel_posix] = (content, path)
+    return rendered
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProxyConfigError(f"{path}: cannot read this proxy file ({exc}); fix or remove it") from None
 
 
 class ProxyConfigStore:

@@ -18,7 +18,9 @@ from typing import Any
 
 from . import context as build_context
 from .engine import BuildEvent, ContainerInfo, Engine, ImageInfo
+from .eb import docker_envs_text
 from .errors import ConfigError, ConflictError, EngineError, NotReady, ProxyConfigError
+from .lint import Finding, lint_stack
 from .probes import ProbeResult, check_once, stack_probes, wait_until_ready
 from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .redact import Redactor
@@ -197,6 +199,7 @@ class Controller:
 
     def up(self, ready_timeout: float = 180.0) -> list[ProbeResult]:
         """Everything to the desired state, then wait until it answers through the proxy."""
+        self.report_lint()
         self.check_ports()
         if not self.settings.sifu_repo:
             self._say("info", "Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)")
@@ -213,29 +216,24 @@ class Controller:
 
     def check_ports(self) -> None:
         """Fail before building anything when a container name is taken by something that is not ours,
-        or a host port the stack publishes is held by something other than the service's own container."""
-        for service in self.spec.services:
-            self._owned_container(service)
-            held_by_us = {p for c in self.engine.containers(self.spec.project, service.name) if c.running
-                          for p in c.ports}
-            for port in service.ports:
-                if any(p.startswith(f"{port.host_ip}:{port.host_port}->") for p in held_by_us):
-                    continue
-                if not port_is_free(port.host_ip, port.host_port):
-                    origin, fix = self._port_origin(port.host_port)
-                    raise ConflictError(
-                        f"host port {port.host_ip}:{port.host_port} ({origin}) is already in use"
-                        f"{self._holder(port.host_port)}: stop what holds it, or {fix}")
+        or a host port the stack needs is held by something other than the service's own container."""
+        for problem in self.port_problems():
+            raise ConflictError(problem)
 
-    def _port_origin(self, host_port: int) -> tuple[str, str]:
-        """The setting that asks for a host port, and how to choose another."""
-        for key, value in (("SIFU_PORT", self.settings.sifu_port), ("JUPYTER_PORT", self.settings.jupyter_port)):
-            if host_port == value:
-                return key, f"set {key} to a free port in .env"
-        for mapping in self.settings.extra_ports:
-            if mapping.host_port == host_port:
-                return mapping.origin, "publish the notebook's port on a free host port (EXTRA_PORTS or up -p)"
-        return "a published port", "free it"
+    def port_problems(self) -> list[str]:
+        """One line per host port the stack needs that something else holds (names it and the fix)."""
+        owned = {service.name: self._owned_container(service) for service in self.spec.services}
+        problems = []
+        for port in self.spec.host_ports:
+            ours = owned.get(port.service)
+            if ours is not None and ours.running and (
+                    self.spec.network_mode == "host"  # our own container binds the host's port itself
+                    or any(p.startswith(f"{port.address}:{port.port}->") for p in ours.ports)):
+                continue
+            if not port_is_free(port.address, port.port):
+                problems.append(f"host port {port.address}:{port.port} ({port.setting}) is already in use"
+                                f"{self._holder(port.port)}: stop what holds it, or {port.fix}")
+        return problems
 
     def _holder(self, port: int) -> str:
         for container in self.engine.containers():
@@ -245,14 +243,32 @@ class Controller:
 
     def reconcile_services(self, image_ids: dict[str, str]) -> None:
         spec = self.spec
-        network = self._ensure_network()
+        network = "host" if spec.network_mode == "host" else self._ensure_network()
         secrets = ensure_secrets(self.settings)
         self.redact.add(*secrets.values())
+        self.write_docker_envs()
         notebook = self._reconcile_service(spec.service("notebook"), image_ids["notebook"], network,
                                            extra=secrets.fingerprint())
         self.refresh_proxy(notebook)
         proxy_spec = spec.service("proxy")
         self._reconcile_service(proxy_spec, self._proxy_image_id(), network)
+
+    def write_docker_envs(self) -> None:
+        """Production's docker_envs for the mount, before the container exists (a bind mount of a
+        missing file would become a folder). Written in place: a running container keeps seeing it."""
+        path = self.spec.docker_envs_path
+        if path is None:
+            return
+        ensure_state_dir(self.spec.state_dir)
+        content = docker_envs_text(dict(self.spec.service("notebook").environment))
+        try:
+            if path.read_text() == content:
+                return
+        except OSError:
+            pass
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        path.chmod(0o644)  # read by the notebook user; it holds no secret (see eb.docker_envs_text)
 
     def _ensure_network(self) -> str:
         name = self.spec.network
@@ -326,7 +342,9 @@ class Controller:
         notebook = notebook or self.engine.container(self.spec.service("notebook").container_name)
         if notebook is None or not notebook.running:
             raise EngineError("the notebook container is not running, so the proxy has no upstream: run `devstack up`")
-        ip = notebook.ips.get(self.spec.network, "")
+        # The seed's hook reads .NetworkSettings.IPAddress, which is empty for a container on a
+        # user-defined network: the IP that counts is the one on the network the proxy shares.
+        ip = self.spec.proxy.upstream_host or notebook.ips.get(self.spec.network, "")
         if not ip:
             raise EngineError(f"container {notebook.name} has no IP on network {self.spec.network}: "
                               "recreate it with `devstack up`")
@@ -350,6 +368,14 @@ class Controller:
             self.proxy_store.activate(generation)
             self._say("proxy", f"proxy configuration {generation} written (notebook at {ip})", "proxy")
         return True
+
+    def report_lint(self) -> list[Finding]:
+        """The proxy lint and the frame/cookie check, before anything starts: reported, not enforced
+        (EB would load the same files; `nginx -t` in the sidecar is what refuses a configuration)."""
+        findings = lint_stack(self.spec, self.settings)
+        for finding in findings:
+            self._say("warning", finding.line(), "proxy")
+        return findings
 
     # -- readiness -------------------------------------------------------
 

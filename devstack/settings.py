@@ -36,6 +36,7 @@ _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
+NETWORK_MODES = ("bridge", "host")
 
 # Inside the notebook container, Sifu and Jupyter listen where production has them
 # (stack.SIFU_CONTAINER_PORT, stack.JUPYTER_CONTAINER_PORT); the proxy serves them,
@@ -128,6 +129,12 @@ class Settings(BaseModel):
         "host:port of the Open edX that frames the notebook; drives Jupyter's frame-ancestors and CORS."))
     jupyter_token: SecretStr = Field(SecretStr(""), alias="JUPYTER_TOKEN", description=(
         "Jupyter's token. Empty: generated once per project and kept in .devstack/."))
+    network_mode: str = Field("bridge", alias="NETWORK_MODE", description=(
+        "bridge: the containers have their own network and reach the host as host.docker.internal. "
+        "host: they share the host's network stack (the seed's --net=host)."))
+    docker_envs_file: str = Field("", alias="DOCKER_ENVS_FILE", description=(
+        "Path inside the notebook container where the image expects production's docker_envs file "
+        "(`export K=V` lines). Empty: detected from the notebook Dockerfile's `COPY docker_envs DEST`."))
 
     # Not settings users write: where the values came from, and the project folder.
     project_dir: Path = Field(Path("."), exclude=True)
@@ -176,6 +183,20 @@ class Settings(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError("must be host:port, for example localhost:8000")
+        return value
+
+    @field_validator("network_mode")
+    @classmethod
+    def _check_network_mode(cls, value: str) -> str:
+        if value not in NETWORK_MODES:
+            raise ValueError(f"must be one of {', '.join(NETWORK_MODES)}")
+        return value
+
+    @field_validator("docker_envs_file")
+    @classmethod
+    def _check_docker_envs_file(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("must be an absolute path inside the container, such as /tmp/docker_envs")
         return value
 
     @model_validator(mode="after")
@@ -227,6 +248,14 @@ class Settings(BaseModel):
     @property
     def edx_origin(self) -> str:
         return f"http://{self.edx_hostname}"
+
+    @property
+    def edx_host(self) -> str:
+        return self.edx_hostname.rpartition(":")[0].strip("[]")
+
+    @property
+    def edx_port(self) -> int:
+        return int(self.edx_hostname.rpartition(":")[2])
 
     def _resolve(self, value: str) -> Path:
         path = Path(value).expanduser()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import assets
+from .eb import DockerEnvsRequest, ProjectProxyFiles, docker_envs_request, find_project_proxy_files, proxy_source_folders
+from .errors import ConfigError
 from .settings import SECRET_KEYS, Settings
 
 # Labels are identity: "what devstack owns" is a query on these, never a name guess.
@@ -25,6 +27,14 @@ LABEL_IMAGE = "devstack.image"
 # Inside the notebook container, Sifu and Jupyter listen where production has them.
 SIFU_CONTAINER_PORT = 3334
 JUPYTER_CONTAINER_PORT = 3335
+
+# With NETWORK_MODE=host nginx serves SIFU_PORT and JUPYTER_PORT on the host itself, so the
+# notebook's processes move to loopback ports derived from them (two projects with distinct
+# public ports get distinct internal ones).
+HOST_MODE_PORT_OFFSET = 10000
+# Inside a bridge network the containers reach the host's services (a local Open edX) by this name.
+HOST_GATEWAY_NAME = "host.docker.internal"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 # Where the sidecar finds the rendered configuration (a read-only bind mount).
 PROXY_MOUNT = "/etc/devstack-proxy"
@@ -96,13 +106,42 @@ class Upstream:
 class ProxySpec:
     """What the EB-mimic nginx serves: its listeners and where its server files come from."""
 
-    sifu_port: int
+    sifu_port: int  # host ports
     jupyter_port: int
     upstreams: tuple[Upstream, ...]
-    server_templates: Path  # folder of *.conf.j2 server files
+    server_templates: Path  # devstack's own template tree (nginx/)
     config_dir: Path  # where rendered generations are written (mounted into the sidecar)
     bind_address: str
     edx_origin: str
+    # What devstack's own server files write after `listen`: the production port inside the
+    # sidecar (Docker publishes the host port onto it), or BIND_ADDRESS:port in host mode.
+    listen_sifu: str = str(SIFU_CONTAINER_PORT)
+    listen_jupyter: str = str(JUPYTER_CONTAINER_PORT)
+    # The ports nginx must listen on for the host to reach it: (Sifu's, Jupyter's).
+    served_ports: tuple[int, int] = (SIFU_CONTAINER_PORT, JUPYTER_CONTAINER_PORT)
+    # The upstreams' host: "" means the notebook container's IP on the stack's network.
+    upstream_host: str = ""
+    network_mode: str = "bridge"
+    # The project's own EB proxy files (loaded unchanged), and every folder they may live in
+    # (existing or not): what a watcher treats as proxy configuration.
+    project_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
+    sources: tuple[Path, ...] = ()
+
+    @property
+    def layout(self) -> str:
+        return self.project_files.layout
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A port on the host that the stack needs free (or held by its own container)."""
+
+    address: str
+    port: int
+    setting: str  # where it was asked for, for errors: "SIFU_PORT", "EXTRA_PORTS from .env:4", "-p 80:80"
+    purpose: str
+    service: str = "proxy"  # whose container binds it (in host mode the notebook binds its own)
+    fix: str = ""  # how to choose another
 
 
 @dataclass(frozen=True)
@@ -115,6 +154,13 @@ class StackSpec:
     notebooks_dir: Path | None
     state_dir: Path
     secrets_dir: Path = field(default=Path())
+    network_mode: str = "bridge"
+    host_ports: tuple[HostPort, ...] = ()
+    # How processes in the notebook container reach the Open edX of EDX_HOSTNAME.
+    edx_internal_url: str = ""
+    # Production's docker_envs, when the image expects it: the host file devstack writes.
+    docker_envs: DockerEnvsRequest | None = None
+    docker_envs_path: Path | None = None
 
     def service(self, name: str) -> ServiceSpec:
         for service in self.services:
@@ -171,15 +217,28 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
     def service_labels(name: str) -> tuple[tuple[str, str], ...]:
         return ((LABEL_PROJECT, project), (LABEL_SERVICE, name))
 
+    host_mode = settings.network_mode == "host"
+    if host_mode:
+        sifu_listen = (_internal_port(settings.sifu_port), "SIFU_PORT")
+        jupyter_listen = (_internal_port(settings.jupyter_port), "JUPYTER_PORT")
+        _check_distinct_ports(settings, sifu_listen[0], jupyter_listen[0])
+        listen_address = "127.0.0.1"  # never reachable from the network: the cookie gate is nginx's
+    else:
+        sifu_listen, jupyter_listen = (SIFU_CONTAINER_PORT, ""), (JUPYTER_CONTAINER_PORT, "")
+        listen_address = "0.0.0.0"
+    edx_internal_url = f"http://{_edx_host_from_container(settings.edx_host, host_mode)}:{settings.edx_port}"
+
     environment = {k: v for k, v in settings.dotenv.items() if k not in SECRET_KEYS}
     environment.update({
         "NB_UID": str(host_uid),
         "NB_GID": str(host_gid),
-        "SIFU_LISTEN_PORT": str(SIFU_CONTAINER_PORT),
-        "JUPYTER_LISTEN_PORT": str(JUPYTER_CONTAINER_PORT),
+        "NOTEBOOK_LISTEN_ADDRESS": listen_address,
+        "SIFU_LISTEN_PORT": str(sifu_listen[0]),
+        "JUPYTER_LISTEN_PORT": str(jupyter_listen[0]),
         "SIFU_PUBLIC_PORT": str(settings.sifu_port),
         "JUPYTER_PUBLIC_PORT": str(settings.jupyter_port),
         "EDX_ORIGIN": settings.edx_origin,
+        "EDX_INTERNAL_URL": edx_internal_url,
         "DEVSTACK_SECRETS_DIR": SECRETS_MOUNT,
     })
     # supervisor starts Sifu with $SIFU_COMMAND; unset (even if `.env` has it empty), the image's default.
@@ -190,7 +249,15 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
     mounts = [MountSpec(secrets_dir, SECRETS_MOUNT, read_only=True)]
     if settings.notebooks_path is not None:
         mounts.append(MountSpec(settings.notebooks_path, "/notebooks"))
+    docker_envs = docker_envs_request(settings.docker_envs_file, final.context / final.dockerfile)
+    docker_envs_path = state_dir / "docker_envs" if docker_envs else None
+    if docker_envs and docker_envs_path:
+        # Mounted at run time, read-only: production's file without an image layer holding it.
+        mounts.append(MountSpec(docker_envs_path, docker_envs.target, read_only=True))
 
+    # Bridge: containers reach the host's services (a local Open edX) as host.docker.internal.
+    # Host: they share the host's network and reach them on 127.0.0.1.
+    to_host = () if host_mode else ((HOST_GATEWAY_NAME, "host-gateway"),)
     notebook = ServiceSpec(
         name="notebook",
         # A name of the user's choosing keeps `docker exec -it proversity.jupyter.cont bash` working;
@@ -200,10 +267,11 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         build="notebook",
         environment=tuple(sorted(environment.items())),
         mounts=tuple(mounts),
-        # EXTRA_PORTS and `up -p`: published straight from the notebook container, as `docker run -p` does.
-        ports=tuple(PortSpec(settings.bind_address, m.host_port, m.container_port) for m in settings.extra_ports),
-        # Containers reach the host's services (a local Open edX) by this name.
-        extra_hosts=(("host.docker.internal", "host-gateway"),),
+        # EXTRA_PORTS and `up -p`: published straight from the notebook container, as `docker run -p` does
+        # (on the host network there is nothing to publish: the processes bind the host's ports).
+        ports=() if host_mode else tuple(
+            PortSpec(settings.bind_address, m.host_port, m.container_port) for m in settings.extra_ports),
+        extra_hosts=to_host,
         labels=service_labels("notebook"),
     )
 
@@ -219,39 +287,124 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
             f"exec nginx -c {PROXY_MOUNT}/current/nginx.conf -g 'daemon off;'",
         ),
         mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),),
-        ports=(
-            PortSpec(settings.bind_address, settings.sifu_port, settings.sifu_port),
-            PortSpec(settings.bind_address, settings.jupyter_port, settings.jupyter_port),
+        # Bridge: nginx listens where EB's does (3334, 3335) and Docker publishes the host ports
+        # onto them. Host: nothing to publish, nginx binds the host ports itself.
+        ports=() if host_mode else (
+            PortSpec(settings.bind_address, settings.sifu_port, SIFU_CONTAINER_PORT),
+            PortSpec(settings.bind_address, settings.jupyter_port, JUPYTER_CONTAINER_PORT),
         ),
-        extra_hosts=(("host.docker.internal", "host-gateway"),),
+        extra_hosts=to_host,
         labels=service_labels("proxy"),
         # nginx finishes the requests in flight on SIGQUIT.
         stop_signal="SIGQUIT",
     )
 
+    bind = f"[{settings.bind_address}]" if ":" in settings.bind_address else settings.bind_address
     proxy_spec = ProxySpec(
         sifu_port=settings.sifu_port,
         jupyter_port=settings.jupyter_port,
         upstreams=(
-            Upstream("sifu", SIFU_CONTAINER_PORT),
-            Upstream("jupyter", JUPYTER_CONTAINER_PORT),
+            Upstream("sifu", sifu_listen[0]),
+            Upstream("jupyter", jupyter_listen[0]),
             # EB's own default upstream points at the container's first exposed port.
-            Upstream("docker", SIFU_CONTAINER_PORT),
+            Upstream("docker", sifu_listen[0]),
         ),
         server_templates=assets.nginx_dir(),
         config_dir=proxy_dir,
         bind_address=settings.bind_address,
         edx_origin=settings.edx_origin,
+        listen_sifu=f"{bind}:{settings.sifu_port}" if host_mode else str(SIFU_CONTAINER_PORT),
+        listen_jupyter=f"{bind}:{settings.jupyter_port}" if host_mode else str(JUPYTER_CONTAINER_PORT),
+        served_ports=(settings.sifu_port, settings.jupyter_port) if host_mode
+        else (SIFU_CONTAINER_PORT, JUPYTER_CONTAINER_PORT),
+        upstream_host="127.0.0.1" if host_mode else "",
+        network_mode=settings.network_mode,
+        project_files=find_project_proxy_files(settings.project_dir),
+        sources=proxy_source_folders(settings.project_dir),
     )
+
+    def moved_by(key: str) -> str:
+        return f"set {key} to a free port in .env"
+
+    host_ports = [
+        HostPort(settings.bind_address, settings.sifu_port, "SIFU_PORT", "the proxy's Sifu listener",
+                 fix=moved_by("SIFU_PORT")),
+        HostPort(settings.bind_address, settings.jupyter_port, "JUPYTER_PORT", "the proxy's Jupyter listener",
+                 fix=moved_by("JUPYTER_PORT")),
+    ]
+    if host_mode:
+        host_ports += [
+            HostPort("127.0.0.1", sifu_listen[0], f"SIFU_PORT+{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
+                     "Sifu inside the notebook container", "notebook", moved_by("SIFU_PORT")),
+            HostPort("127.0.0.1", jupyter_listen[0], f"JUPYTER_PORT+{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
+                     "Jupyter inside the notebook container", "notebook", moved_by("JUPYTER_PORT")),
+        ]
+    else:
+        host_ports += [
+            HostPort(settings.bind_address, m.host_port, m.origin, f"the notebook container's port {m.container_port}",
+                     "notebook", "publish the notebook's port on a free host port (EXTRA_PORTS or up -p)")
+            for m in settings.extra_ports]
 
     return StackSpec(
         project=project,
-        network=f"{project}_default",
+        network="host" if host_mode else f"{project}_default",
         images=(base, final),
         services=(notebook, proxy),
         proxy=proxy_spec,
         notebooks_dir=settings.notebooks_path,
         state_dir=state_dir,
         secrets_dir=secrets_dir,
+        network_mode=settings.network_mode,
+        host_ports=tuple(host_ports),
+        edx_internal_url=edx_internal_url,
+        docker_envs=docker_envs,
+        docker_envs_path=docker_envs_path,
     )
+
+
+def _internal_port(public: int) -> int:
+    shifted = public + HOST_MODE_PORT_OFFSET
+    return shifted if shifted <= 65535 else public - HOST_MODE_PORT_OFFSET
+
+
+def _check_distinct_ports(settings: Settings, sifu_internal: int, jupyter_internal: int) -> None:
+    ports = {"SIFU_PORT": settings.sifu_port, "JUPYTER_PORT": settings.jupyter_port,
+             f"Sifu's internal port (SIFU_PORT+{HOST_MODE_PORT_OFFSET})": sifu_internal,
+             f"Jupyter's internal port (JUPYTER_PORT+{HOST_MODE_PORT_OFFSET})": jupyter_internal}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"NETWORK_MODE=host: {seen[port]} and {name} are both {port}: "
+                              "move SIFU_PORT or JUPYTER_PORT so that the four ports differ")
+        seen[port] = name
+
+
+def _edx_host_from_container(host: str, host_mode: bool) -> str:
+    """The Open edX host as the notebook container must write it: a loopback name means the
+    host itself, which a bridge network reaches through the gateway name."""
+    if host.lower() in LOOPBACK_NAMES:
+        return "127.0.0.1" if host_mode else HOST_GATEWAY_NAME
+    return f"[{host}]" if ":" in host else host
+
+
+def same_site(host_a: str, host_b: str) -> bool:
+    """Whether a browser treats two hosts as one site (what SameSite=Lax cookies in a frame need).
+    Ports never matter; names and addresses are compared as written (localhost is not 127.0.0.1)."""
+    a, b = host_a.lower().strip("[]"), host_b.lower().strip("[]")
+    if a == b:
+        return True
+    if _is_ip(a) or _is_ip(b):
+        return False
+    # Same registrable domain, approximated by the last two labels (no public-suffix list here).
+    return a.split(".")[-2:] == b.split(".")[-2:] and "." in a and "." in b
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 

@@ -52,7 +52,7 @@ def test_rendered_tree_has_eb_layout_upstreams_and_listeners(spec, tmp_path):
         {k: v for k, v in d.items() if k in ("directive", "args")} for d in upstreams["jupyter"]]
     assert ["256"] in [d["args"] for d in upstreams["sifu"] if d["directive"] == "keepalive"]
     listens = sorted(d["args"][0] for _, d in directives(parsed, "listen"))
-    assert listens == ["4334", "4335"]
+    assert listens == ["3334", "3335"]  # inside the sidecar; Docker publishes 4334 and 4335 onto them
 
 
 def test_jupyter_server_gates_on_the_cookie_and_upgrades_websockets(spec):

@@ -1,0 +1,120 @@
+"""The proxy lint on fixtures in the shape of the project's own EB files (tests/fixtures/)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devstack.lint import frame_finding, lint_stack
+from devstack.settings import load_settings
+from devstack.stack import describe_stack
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def project_from(fixture: str, tmp_path: Path, **environ: str) -> tuple:
+    folder = tmp_path / fixture
+    shutil.copytree(FIXTURES / fixture, folder, symlinks=True)
+    settings = load_settings(folder, environ={"EDX_HOSTNAME": "127.0.0.1:8000", **environ})
+    return folder, settings, describe_stack(settings, 1000, 1000)
+
+
+def findings_of(fixture: str, tmp_path: Path, **environ: str):
+    folder, settings, spec = project_from(fixture, tmp_path, **environ)
+    return folder, lint_stack(spec, settings)
+
+
+def by_code(findings):
+    grouped = {}
+    for finding in findings:
+        grouped.setdefault(finding.code, []).append(finding)
+    return grouped
+
+
+def test_bundled_configuration_is_clean(tmp_path):
+    _, findings = findings_of_empty(tmp_path)
+    assert findings == []
+
+
+def findings_of_empty(tmp_path):
+    settings = load_settings(tmp_path, environ={"EDX_HOSTNAME": "127.0.0.1:8000"})
+    return tmp_path, lint_stack(describe_stack(settings, 1000, 1000), settings)
+
+
+def test_seed_style_files_only_warn_about_host_header(tmp_path):
+    folder, findings = findings_of("eb-al1", tmp_path)
+    assert {f.code for f in findings} == {"host-header"}
+    (only,) = findings
+    assert only.file == folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-jupyter-proxy.conf"
+    assert only.lineno == 31 and "$http_host" in only.fix and only.severity == "warning"
+
+
+def test_swapped_upstream_ports_are_named_with_file_and_line(tmp_path):
+    folder, findings = findings_of("eb-al1-swapped", tmp_path)
+    swapped = by_code(findings)["upstream-port"]
+    hosts = folder / ".ebextensions/.nginx/hosts/hosts.conf"
+    assert [(f.file, f.lineno, f.severity) for f in swapped] == [(hosts, 2, "error"), (hosts, 6, "error")]
+    assert "upstream jupyter points at port 3334, which is Sifu's port; Jupyter listens on 3335" in swapped[0].message
+    assert swapped[0].fix == "write `server 172.17.0.2:3335;` in upstream jupyter"
+    assert f"{hosts}:6: upstream sifu points at port 3335" in swapped[1].describe()
+
+
+def test_every_mistake_of_the_mistakes_fixture_is_found(tmp_path):
+    folder, settings, spec = project_from("lint-mistakes", tmp_path)
+    proxy = folder / ".ebextensions/.nginx/proxy"
+    (proxy / "gone.conf").symlink_to(folder / "nowhere.conf")
+    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    found = {(f.code, f.file.name if f.file else None, f.lineno) for f in findings}
+    assert found == {
+        ("log-format", "sifu.conf", 8),
+        ("include-missing", "sifu.conf", 9),
+        ("cors-wildcard", "sifu.conf", 12),
+        ("route", "sifu.conf", 14),  # listens on Sifu's port, proxies to jupyter
+        ("allow-from", "jupyter.conf", 3),
+        ("host-header", "jupyter.conf", 10),
+        ("unpublished-listen", "jupyter.conf", 15),
+        ("dangling-symlink", "gone.conf", None),
+    }
+    errors = {f.code for f in findings if f.severity == "error"}
+    assert errors == {"log-format", "include-missing", "route", "dangling-symlink"}
+    assert all(f.fix for f in findings)
+
+
+def test_a_published_port_nothing_listens_on_is_an_error(tmp_path):
+    folder, settings, _ = project_from("eb-al1", tmp_path)
+    (folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-jupyter-proxy.conf").unlink()
+    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    (missing,) = by_code(findings)["not-served"]
+    assert "no server listens on 3335" in missing.message and missing.severity == "error"
+
+
+def test_host_mode_checks_listen_ports_against_the_host_ports(tmp_path):
+    _, findings = findings_of("eb-al1", tmp_path, NETWORK_MODE="host", SIFU_PORT="4334", JUPYTER_PORT="4335")
+    codes = by_code(findings)
+    assert {f.lineno for f in codes["unpublished-listen"]} == {7}
+    assert "4334 (SIFU_PORT)" in codes["unpublished-listen"][0].fix
+    assert "not-served" in codes
+
+
+def test_host_mode_warns_that_a_bare_listen_binds_every_interface(tmp_path):
+    _, findings = findings_of("eb-al1", tmp_path, NETWORK_MODE="host")
+    wide = by_code(findings)["host-mode-listen"]
+    assert sorted(f.fix.split("`")[1] for f in wide) == ["listen 127.0.0.1:3334;", "listen 127.0.0.1:3335;"]
+
+
+def test_al2_files_are_clean(tmp_path):
+    _, findings = findings_of("eb-al2", tmp_path)
+    assert findings == []
+
+
+@pytest.mark.parametrize(("edx", "served", "bind", "warns"), [
+    ("localhost", "127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.1", "127.0.0.1", "127.0.0.1", False),
+    ("edx.example.test", "127.0.0.1", "127.0.0.1", True),
+    ("lms.example.test", "nb.example.test", "0.0.0.0", False),
+])
+def test_frame_site_check(edx, served, bind, warns):
+    finding = frame_finding(edx, served, bind, 3334)
+    assert (finding is not None) == warns
+    if finding is not None and edx == "localhost":
+        assert "http://localhost:3334/login" in finding.fix
