@@ -393,6 +393,28 @@ def config(
         console.out(redact(content.rstrip("\n")), highlight=False)
 
 
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check this machine and project: engine, BuildKit, ports, notebooks folder, token, proxy lint,
+    Open edX from the notebook. Exits non-zero when a check fails."""
+    from .doctor import Doctor, failed, run_checks
+    from .view import doctor_lines, doctor_to_json, render_doctor
+
+    results = run_checks(Doctor(_session(ctx).settings))
+    if as_json:
+        console.print_json(redact(json.dumps(doctor_to_json(results))))
+    elif console.is_terminal:
+        console.print(render_doctor(results))
+    else:
+        for line in doctor_lines(results):
+            console.out(redact(line), highlight=False)
+    if failed(results):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -16,6 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .doctor import CheckResult
 from .reconcile import Event
 from .status import StackStatus
 
@@ -142,3 +143,37 @@ def event_line(event: Event) -> str:
         return f"[build {event.target} {b.step}/{b.total}] {event.message}"
     prefix = {"warning": "warning: ", "ready": "", "action": "", "proxy": "", "info": ""}.get(event.kind, "")
     return f"{prefix}{event.message}"
+
+
+# -- doctor ---------------------------------------------------------------------------
+
+_DOCTOR_STYLE = {"pass": "green", "info": "dim", "warn": "yellow", "fail": "bold red"}
+
+
+def render_doctor(results: list[CheckResult]) -> RenderableType:
+    """One table of checks: status, what was checked, what was found, the fix."""
+    table = Table(title="devstack doctor", title_justify="left", expand=False)
+    for column in ("", "check", "found", "fix"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(Text(result.status, style=_DOCTOR_STYLE.get(result.status, "")), result.check,
+                      result.detail, result.fix or "-")
+    counts = {status: sum(r.status == status for r in results) for status in ("pass", "info", "warn", "fail")}
+    summary = Text(", ".join(f"{n} {status}" for status, n in counts.items() if n),
+                   style="bold red" if counts["fail"] else "green")
+    return Group(table, summary)
+
+
+def doctor_to_json(results: list[CheckResult]) -> dict[str, Any]:
+    return {
+        "ok": not any(r.status == "fail" for r in results),
+        "checks": [{"check": r.check, "status": r.status, "detail": r.detail, "fix": r.fix or None} for r in results],
+    }
+
+
+def doctor_lines(results: list[CheckResult]) -> list[str]:
+    """The same checks as plain lines, for output that is not a terminal."""
+    lines = [f"{r.status:<4}  {r.check}: {r.detail}" + (f" (fix: {r.fix})" if r.fix else "") for r in results]
+    failures = sum(r.status == "fail" for r in results)
+    lines.append(f"{failures} failed" if failures else "no check failed")
+    return lines

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import sifu_cookie
 
+LISTEN_ADDRESS = os.environ.get("NOTEBOOK_LISTEN_ADDRESS", "0.0.0.0")
 LISTEN_PORT = int(os.environ.get("SIFU_LISTEN_PORT", "3334"))
 JUPYTER_PUBLIC_PORT = os.environ.get("JUPYTER_PUBLIC_PORT", "3335")
 SUBJECT = os.environ.get("SIFU_STANDIN_USER", "developer")
@@ -100,8 +101,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    print(f"sifu-standin: listening on 0.0.0.0:{LISTEN_PORT} (development stand-in for Sifu)", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", LISTEN_PORT), Handler).serve_forever()
+    print(f"sifu-standin: listening on {LISTEN_ADDRESS}:{LISTEN_PORT} (development stand-in for Sifu)", flush=True)
+    ThreadingHTTPServer((LISTEN_ADDRESS, LISTEN_PORT), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,315 @@
+"""`devstack doctor`: what stands between this machine and a working stack, one check at a time.
+
+Each check is a small function from a `Doctor` (settings, the stack description,
+and an engine connected on first use) to results: data, rendered by the view.
+No check changes anything; engine access goes through engine.py like everywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engine import ContainerInfo, Engine, where_docker_is
+from .errors import DevstackError
+from .lint import lint_stack
+from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
+from .reconcile import host_ids, port_is_free
+from .settings import Settings
+from .stack import LABEL_PROJECT, StackSpec, describe_stack
+
+PASS, INFO, WARN, FAIL = "pass", "info", "warn", "fail"
+# The Docker CLI from 23.0 on builds with BuildKit only through the buildx plugin; older clients
+# (Debian's 20.10) speak BuildKit themselves with DOCKER_BUILDKIT=1.
+BUILDX_REQUIRED_FROM = 23
+DEBIAN_DOCKER = "/usr/bin/docker"
+# The seed's pre-deploy hook writes the token here for the build to read.
+TOKEN_FILE = ".deployment_token"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: str  # pass, info, warn, fail
+    detail: str
+    fix: str = ""
+
+
+class Doctor:
+    """What the checks may look at. The engine is connected once, on first use; None if it does not answer."""
+
+    def __init__(self, settings: Settings, connect: Callable[[], Engine] = Engine.connect,
+                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run):
+        self.settings = settings
+        self.spec: StackSpec = describe_stack(settings, *host_ids(settings.notebooks_path))
+        self.run = run
+        self._connect = connect
+        self._engine: Engine | None = None
+        self.engine_error = ""
+        self._tried = False
+
+    @property
+    def engine(self) -> Engine | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                self._engine = self._connect()
+            except DevstackError as exc:
+                self.engine_error = str(exc)
+        return self._engine
+
+    def container(self, service: str) -> ContainerInfo | None:
+        """The service's container if it is running and ours."""
+        if self.engine is None:
+            return None
+        found = self.engine.container(self.spec.service(service).container_name)
+        if found is None or not found.running or found.labels.get(LABEL_PROJECT) != self.spec.project:
+            return None
+        return found
+
+
+def _no_engine(check: str) -> CheckResult:
+    return CheckResult(check, INFO, "not checked: no Docker Engine answers", "see the Docker Engine check")
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+
+def check_engine(doctor: Doctor) -> list[CheckResult]:
+    engine = doctor.engine
+    if engine is None:
+        return [CheckResult("Docker Engine", FAIL, f"no Docker Engine answers at {where_docker_is()}",
+                            "start dockerd (or Docker Desktop), or point DOCKER_HOST at a running engine")]
+    version = engine.version()
+    return [CheckResult("Docker Engine", PASS,
+                        f"Docker Engine {version['version']} (API {version['api']}) at {where_docker_is()}")]
+
+
+def check_buildkit(doctor: Doctor) -> list[CheckResult]:
+    """Informational: devstack builds over the Engine API with the classic builder and needs no BuildKit."""
+    clients = []
+    for path in dict.fromkeys(p for p in (shutil.which("docker"), DEBIAN_DOCKER) if p and os.path.exists(p)):
+        clients.append(_describe_client(doctor, path))
+    if not clients:
+        summary = "no docker client on PATH (devstack needs none)"
+    else:
+        summary = "; ".join(clients)
+    return [CheckResult("BuildKit", INFO, f"devstack builds through the Engine API and needs no BuildKit. "
+                                          f"For your own builds: {summary}",
+                        "" if any("BuildKit with" in c for c in clients) else
+                        "for BuildKit in your own builds, install Debian's docker.io (client 20.10: DOCKER_BUILDKIT=1) "
+                        "or the docker-buildx-plugin")]
+
+
+def _describe_client(doctor: Doctor, path: str) -> str:
+    try:
+        out = doctor.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return f"{path}: does not run"
+    match = re.search(r"version (\d+)\.(\d+)\.?(\d*)", out)
+    if match is None:
+        return f"{path}: unknown version"
+    version, major = f"{match[1]}.{match[2]}", int(match[1])
+    try:
+        buildx = doctor.run([path, "buildx", "version"], capture_output=True, text=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        buildx = False
+    if buildx:
+        return f"{path} {version}: BuildKit with the buildx plugin"
+    if major < BUILDX_REQUIRED_FROM:
+        return f"{path} {version}: BuildKit with DOCKER_BUILDKIT=1 (no buildx plugin)"
+    return f"{path} {version}: no buildx plugin, so no BuildKit (its `docker build` needs it from 23.0 on)"
+
+
+def check_ports(doctor: Doctor) -> list[CheckResult]:
+    holders = {name: doctor.container(name) for name in ("proxy", "notebook")}
+    results = []
+    for port in doctor.spec.host_ports:
+        name = f"port {port.address}:{port.port}"
+        ours = holders.get(port.service)
+        if ours is not None and (doctor.spec.network_mode == "host" or
+                                 any(p.startswith(f"{port.address}:{port.port}->") for p in ours.ports)):
+            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): held by this project"))
+        elif port_is_free(port.address, port.port):
+            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): free"))
+        else:
+            results.append(CheckResult(name, FAIL, f"{port.purpose} ({port.setting}): in use{_holder(doctor, port.port)}",
+                                       f"stop what holds it, or {port.fix}"))
+    return results
+
+
+def _holder(doctor: Doctor, port: int) -> str:
+    if doctor.engine is None:
+        return ""
+    for container in doctor.engine.containers():
+        if any(f":{port}->" in p for p in container.ports):
+            return f" by container {container.name} (devstack project {container.project})"
+    return " by a process on this machine"
+
+
+def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
+    folder = doctor.spec.notebooks_dir
+    name = "notebooks folder"
+    if folder is None:
+        return [CheckResult(name, INFO, "NOTEBOOKS_DIR is empty: the notebooks live in the container only")]
+    if not folder.exists():
+        parent = next((p for p in folder.parents if p.exists()), Path("/"))
+        if os.access(parent, os.W_OK | os.X_OK):
+            return [CheckResult(name, PASS, f"{folder} does not exist yet; `devstack up` creates it")]
+        return [CheckResult(name, FAIL, f"{folder} does not exist and {parent} is not writable",
+                            f"create {folder} yourself, or set NOTEBOOKS_DIR to a folder you can write")]
+    if not folder.is_dir():
+        return [CheckResult(name, FAIL, f"{folder} is not a folder", "set NOTEBOOKS_DIR to a folder")]
+    results = []
+    if os.access(folder, os.W_OK | os.X_OK):
+        results.append(CheckResult(name, PASS, f"{folder} is writable"))
+    else:
+        results.append(CheckResult(name, FAIL, f"{folder} is not writable by you",
+                                   f"chown {os.getuid()} {folder} (or chmod u+w)"))
+    owner = folder.stat().st_uid
+    me = os.getuid()
+    if owner == 0 and me != 0:
+        results.append(CheckResult("notebook user", WARN, f"{folder} belongs to root, so Jupyter runs as root "
+                                   "and what it writes there is root's", f"sudo chown -R {me}:{os.getgid()} {folder}"))
+    elif owner != me and me != 0:
+        results.append(CheckResult("notebook user", WARN, f"{folder} belongs to uid {owner}, not you ({me}): "
+                                   f"Jupyter writes as uid {owner}", f"chown -R {me} {folder} if you want the files"))
+    else:
+        results.append(CheckResult("notebook user", PASS, f"Jupyter writes as uid {owner}, the folder's owner"))
+    notebook = doctor.container("notebook")
+    if notebook is not None and doctor.engine is not None:
+        _, out = doctor.engine.exec(notebook.id, ["printenv", "NB_UID"])
+        if out.strip() and out.strip() != str(owner):
+            results.append(CheckResult("notebook user", WARN, f"the running container writes as uid {out.strip()}, "
+                                       f"but {folder} now belongs to uid {owner}", "run `devstack up` to recreate it"))
+    return results
+
+
+def check_token(doctor: Doctor) -> list[CheckResult]:
+    settings = doctor.settings
+    name = "deployment token"
+    if not settings.sifu_repo:
+        return [CheckResult(name, PASS, "not needed: SIFU_REPO is not set, the Sifu stand-in is used")]
+    token_file = settings.project_dir / TOKEN_FILE
+    if settings.deployment_token.get_secret_value():
+        return [CheckResult(name, PASS, f"DEPLOYMENT_TOKEN is set ({settings.sources.get('DEPLOYMENT_TOKEN')})")]
+    if token_file.is_file() and token_file.read_text().strip():
+        results = [CheckResult(name, PASS, f"{token_file} holds a token (as EB's pre-deploy hook writes it)")]
+        if token_file.stat().st_mode & 0o077:
+            results.append(CheckResult(name, WARN, f"{token_file} is readable by other users",
+                                       f"chmod 600 {token_file}"))
+        return results
+    return [CheckResult(name, WARN, f"SIFU_REPO is set but there is no DEPLOYMENT_TOKEN and no {TOKEN_FILE}: "
+                        "a private repository cannot be fetched",
+                        f"set DEPLOYMENT_TOKEN in .env, or write the token to {token_file} (chmod 600)")]
+
+
+def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
+    request = doctor.spec.docker_envs
+    if request is None:
+        return []
+    name = "docker_envs"
+    results = [CheckResult(name, PASS, f"provided read-only at {request.target} (asked by {request.reason}), "
+                                       "from the resolved settings without DEPLOYMENT_TOKEN and JUPYTER_TOKEN")]
+    in_context = doctor.spec.image("notebook").context / "docker_envs"
+    if request.dockerfile_copy and not in_context.exists():
+        results.append(CheckResult(name, FAIL, f"the notebook Dockerfile COPYs docker_envs at build time and "
+                                   f"{in_context} does not exist: the build fails at that step",
+                                   "drop the COPY (devstack mounts the file at run time), or keep an empty "
+                                   "docker_envs there; real values in it would land in an image layer"))
+    elif request.dockerfile_copy and in_context.stat().st_size > 0:
+        results.append(CheckResult(name, WARN, f"{in_context} is copied into an image layer with its values",
+                                   "empty it: devstack mounts the real file at run time"))
+    return results
+
+
+def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
+    findings = lint_stack(doctor.spec, doctor.settings)
+    proxy_findings = [f for f in findings if f.code != "frame-site"]
+    results = [CheckResult("frame & cookies" if f.code == "frame-site" else "proxy lint",
+                           FAIL if f.severity == "error" else WARN,
+                           f"{f.where() + ': ' if f.where() else ''}{f.message}", f.fix) for f in findings]
+    if not proxy_findings:
+        layout = doctor.spec.proxy.layout
+        where = "devstack's own files" if layout == "bundled" else f"the project's own EB files ({layout})"
+        results.insert(0, CheckResult("proxy lint", PASS, f"{where}: no findings"))
+    if doctor.spec.proxy.project_files.any:
+        ip_note = ("the upstreams use the notebook's IP on the project network (the seed's hook reads "
+                   ".NetworkSettings.IPAddress, which is empty there)" if doctor.spec.network_mode == "bridge"
+                   else "the upstreams use 127.0.0.1 (host network)")
+        results.append(CheckResult("proxy upstreams", INFO, ip_note))
+    return results
+
+
+def check_proxy_loads(doctor: Doctor) -> list[CheckResult]:
+    """The real `nginx -t` on the configuration the running sidecar serves."""
+    if doctor.engine is None:
+        return [_no_engine("nginx -t")]
+    proxy = doctor.container("proxy")
+    store = ProxyConfigStore(doctor.spec.proxy.config_dir)
+    generation = store.current_generation()
+    if proxy is None or generation is None:
+        return [CheckResult("nginx -t", INFO, "the proxy is not running: `devstack up` runs nginx -t before "
+                                              "loading any configuration")]
+    code, output = doctor.engine.exec(proxy.id, ["nginx", "-t", "-c", store.container_path(generation)])
+    if code == 0:
+        return [CheckResult("nginx -t", PASS, f"the sidecar accepts {generation}")]
+    rendered = render_proxy_config(doctor.spec.proxy, "0.0.0.0")  # for its map of files to their sources
+    return [CheckResult("nginx -t", FAIL, explain_nginx_error(output, generation, rendered),
+                        "fix the file named, then `devstack up`")]
+
+
+_FETCH = ("import sys, urllib.request, urllib.error\n"
+          "try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=3).status)\n"
+          "except urllib.error.HTTPError as e:\n    print(e.code)\n"
+          "except Exception as e:\n    print('ERR', e)\n    sys.exit(1)\n")
+
+
+def check_edx(doctor: Doctor) -> list[CheckResult]:
+    """Open edX answering from inside the notebook container, the way the notebook's processes reach it."""
+    name = "Open edX from the notebook"
+    if doctor.engine is None:
+        return [_no_engine(name)]
+    notebook = doctor.container("notebook")
+    url = doctor.spec.edx_internal_url
+    mode = doctor.spec.network_mode
+    if notebook is None:
+        return [CheckResult(name, INFO, f"the notebook container is not running; it would reach edX at {url}",
+                            "run `devstack up -d`, then `devstack doctor` again")]
+    code, output = doctor.engine.exec(notebook.id, ["python3", "-c", _FETCH, url])
+    answer = output.strip().splitlines()[-1] if output.strip() else ""
+    if code == 0:
+        return [CheckResult(name, PASS, f"{url} answered HTTP {answer} ({mode} network)")]
+    if mode == "bridge":
+        fix = (f"start Open edX listening on 0.0.0.0:{doctor.settings.edx_port} (a server on 127.0.0.1 is not "
+               "reachable from a bridge network), or set NETWORK_MODE=host")
+    else:
+        fix = f"start Open edX on port {doctor.settings.edx_port} of this machine"
+    return [CheckResult(name, WARN, f"{url} did not answer ({mode} network): {answer.removeprefix('ERR ')}", fix)]
+
+
+CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
+    check_engine, check_buildkit, check_ports, check_notebooks_dir, check_token, check_docker_envs,
+    check_proxy_lint, check_proxy_loads, check_edx,
+)
+
+
+def run_checks(doctor: Doctor, checks=CHECKS) -> list[CheckResult]:
+    """Every check, in order; a check that breaks becomes a failed row, never a crash."""
+    results: list[CheckResult] = []
+    for check in checks:
+        try:
+            results += check(doctor)
+        except DevstackError as exc:
+            name = check.__name__.removeprefix("check_").replace("_", " ")
+            results.append(CheckResult(name, FAIL, str(exc), "see the message"))
+    return results
+
+
+def failed(results: list[CheckResult]) -> bool:
+    return any(r.status == FAIL for r in results)

@@ -1,0 +1,82 @@
+"""doctor's checks that need no engine, and its renderers."""
+
+import os
+import subprocess
+
+from rich.console import Console
+
+from devstack.doctor import FAIL, INFO, PASS, WARN, CheckResult, Doctor, check_buildkit, check_docker_envs, \
+    check_notebooks_dir, check_token, failed, run_checks
+from devstack.errors import EngineUnavailable
+from devstack.settings import load_settings
+from devstack.view import doctor_lines, doctor_to_json, render_doctor
+
+
+def no_engine():
+    raise EngineUnavailable("no engine")
+
+
+def doctor_for(tmp_path, run=subprocess.run, **environ):
+    return Doctor(load_settings(tmp_path, environ=environ), connect=no_engine, run=run)
+
+
+def test_token_warns_when_sifu_repo_needs_one(tmp_path):
+    assert check_token(doctor_for(tmp_path))[0].status == PASS
+    (result,) = check_token(doctor_for(tmp_path, SIFU_REPO="https://github.com/o/sifu.git"))
+    assert result.status == WARN and ".deployment_token" in result.fix
+    token = tmp_path / ".deployment_token"
+    token.write_text("ghp_x\n")
+    token.chmod(0o644)
+    results = check_token(doctor_for(tmp_path, SIFU_REPO="https://github.com/o/sifu.git"))
+    assert [r.status for r in results] == [PASS, WARN] and "chmod 600" in results[1].fix
+    assert all("ghp_x" not in r.detail for r in results)
+
+
+def test_notebooks_folder_missing_writable_and_owned(tmp_path):
+    (missing,) = check_notebooks_dir(doctor_for(tmp_path))
+    assert missing.status == PASS and "creates it" in missing.detail
+    (tmp_path / "notebooks").mkdir()
+    results = check_notebooks_dir(doctor_for(tmp_path))
+    assert [r.status for r in results] == [PASS, PASS]
+    os.chown(tmp_path / "notebooks", 4321, 4321)
+    if os.getuid() != 0:
+        assert any(r.status == WARN for r in check_notebooks_dir(doctor_for(tmp_path)))
+
+
+def test_docker_envs_copy_without_a_file_in_the_context_fails(tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY docker_envs /tmp/docker_envs\n")
+    results = check_docker_envs(doctor_for(tmp_path, NOTEBOOK_CONTEXT=str(context)))
+    assert [r.status for r in results] == [PASS, FAIL]
+    assert "/tmp/docker_envs" in results[0].detail and "COPY" in results[1].detail
+    assert check_docker_envs(doctor_for(tmp_path)) == []
+
+
+def test_buildkit_is_informational_and_names_what_is_missing(tmp_path):
+    def fake_run(cmd, **kwargs):
+        if cmd[1:] == ["--version"]:
+            out = "Docker version 28.2.2, build e6534b4" if "local" in cmd[0] else "Docker version 20.10.24+dfsg1, build 297e128"
+            return subprocess.CompletedProcess(cmd, 0, out, "")
+        return subprocess.CompletedProcess(cmd, 1, "", "unknown command")
+
+    (result,) = check_buildkit(doctor_for(tmp_path, run=fake_run))
+    assert result.status == INFO and "needs no BuildKit" in result.detail
+
+
+def test_a_check_that_raises_becomes_a_failed_row(tmp_path):
+    def broken(doctor):
+        raise EngineUnavailable("lost the engine")
+
+    (row,) = run_checks(doctor_for(tmp_path), checks=(broken,))
+    assert row.status == FAIL and row.detail == "lost the engine"
+
+
+def test_renderers_show_every_check_and_the_verdict():
+    results = [CheckResult("Docker Engine", PASS, "20.10"), CheckResult("port 127.0.0.1:3334", FAIL, "in use", "move it")]
+    console = Console(width=200, record=True)
+    console.print(render_doctor(results))
+    text = console.export_text()
+    assert "port 127.0.0.1:3334" in text and "move it" in text and "1 pass, 1 fail" in text
+    assert doctor_to_json(results)["ok"] is False and failed(results)
+    assert doctor_lines(results)[1] == "fail  port 127.0.0.1:3334: in use (fix: move it)"
