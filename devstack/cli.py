@@ -368,7 +368,9 @@ def exec_(
 @app.command()
 def config(
     ctx: typer.Context,
-    output: str = typer.Option("text", "--format", help="text or json."),
+    output: str = typer.Option("text", "--format", help="text, json, or compose (a docker-compose file)."),
+    write: Optional[Path] = typer.Option(None, "--output", help="With --format compose: write docker-compose.yml "
+                                         "and the proxy/ folder it mounts into this folder."),
 ) -> None:
     """The resolved settings (secrets redacted) and the rendered nginx files. Needs no Docker daemon."""
     from .proxy import render_proxy_config
@@ -377,6 +379,15 @@ def config(
 
     settings = _session(ctx).settings
     spec = describe_stack(settings, *host_ids(settings.notebooks_path))
+    if output == "compose":
+        from .compose import compose_yaml, write_compose
+
+        if write is not None:
+            for path in write_compose(spec, write):
+                console.out(str(path), highlight=False)
+        else:
+            console.out(redact(compose_yaml(spec, settings.project_dir)), highlight=False, end="")
+        return
     rendered = render_proxy_config(spec.proxy, "<notebook-ip>")
     shown = settings.redacted()
     if output == "json":
@@ -384,7 +395,7 @@ def config(
         console.print_json(redact(json.dumps(payload)))
         return
     if output != "text":
-        raise DevstackError(f"--format {output!r}: choose text or json")
+        raise DevstackError(f"--format {output!r}: choose text, json or compose")
     console.rule("settings")
     for key, value in shown.items():
         console.out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
