@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import IO, Any
 
 from .errors import BuildError, ConflictError, EngineError, EngineUnavailable
-from .stack import LABEL_PROJECT, LABEL_SERVICE, ServiceSpec
+from .stack import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -285,6 +285,25 @@ class Engine:
             what=f"container {service.container_name}",
         )
         return created["Id"]
+
+    def run_once(self, image: str, entrypoint: list[str], command: list[str], mounts: tuple[MountSpec, ...],
+                 labels: dict[str, str], timeout: int = 60) -> tuple[int, str]:
+        """Run a throwaway container without network to completion: (exit code, its output). Always removed."""
+        api = self._api
+        host_config = api.create_host_config(
+            binds={str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts},
+            network_mode="none",
+        )
+        created = self._guard(api.create_container, image=image, entrypoint=entrypoint, command=command,
+                              labels=labels, host_config=host_config, what=f"a check container from {image}")
+        container_id = created["Id"]
+        try:
+            self._guard(api.start, container_id, what=f"a check container from {image}")
+            result = self._guard(api.wait, container_id, timeout=timeout, what=f"a check container from {image}")
+            output = self._guard(api.logs, container_id, stdout=True, stderr=True, what="a check container")
+        finally:
+            self.remove(container_id, "a check container")
+        return int(result.get("StatusCode", -1)), output.decode("utf-8", "replace")
 
     def start(self, container_id: str, name: str) -> None:
         self._guard(self._api.start, container_id, what=f"container {name}")

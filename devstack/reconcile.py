@@ -31,6 +31,8 @@ from .stack import (
     LABEL_CONTEXT_HASH,
     LABEL_IMAGE,
     LABEL_PROJECT,
+    LABEL_SERVICE,
+    PROXY_PREPARE,
     ImageSpec,
     ServiceSpec,
     StackSpec,
@@ -249,9 +251,10 @@ class Controller:
         self.write_docker_envs()
         notebook = self._reconcile_service(spec.service("notebook"), image_ids["notebook"], network,
                                            extra=secrets.fingerprint())
+        proxy_image = self._proxy_image_id()  # before the first `nginx -t`, which runs in that image
         self.refresh_proxy(notebook)
         proxy_spec = spec.service("proxy")
-        self._reconcile_service(proxy_spec, self._proxy_image_id(), network)
+        self._reconcile_service(proxy_spec, proxy_image, network)
 
     def write_docker_envs(self) -> None:
         """Production's docker_envs for the mount, before the container exists (a bind mount of a
@@ -365,8 +368,19 @@ class Controller:
             self.engine.signal(proxy.id, proxy.name, "SIGHUP")
             self._say("proxy", f"proxy configuration {generation} checked and reloaded (notebook at {ip})", "proxy")
         else:
+            # No sidecar to ask yet: the same nginx checks it in a throwaway container of its image,
+            # so that a configuration nginx rejects is never the one the sidecar starts with.
+            proxy_spec = self.spec.service("proxy")
+            check = f"{PROXY_PREPARE} && exec nginx -t -c {self.proxy_store.container_path(generation)}"
+            code, output = self.engine.run_once(
+                self.settings.nginx_image, ["/bin/sh", "-c"], [check], proxy_spec.mounts,
+                {**self.spec.labels, LABEL_SERVICE: "proxy-check"})
+            if code != 0:
+                self.proxy_store.discard(generation)
+                raise ProxyConfigError("nginx rejected the proxy configuration, so the proxy was not started: "
+                                       + explain_nginx_error(output, generation, rendered))
             self.proxy_store.activate(generation)
-            self._say("proxy", f"proxy configuration {generation} written (notebook at {ip})", "proxy")
+            self._say("proxy", f"proxy configuration {generation} checked and written (notebook at {ip})", "proxy")
         return True
 
     def report_lint(self) -> list[Finding]:
@@ -374,7 +388,7 @@ class Controller:
         (EB would load the same files; `nginx -t` in the sidecar is what refuses a configuration)."""
         findings = lint_stack(self.spec, self.settings)
         for finding in findings:
-            self._say("warning", finding.line(), "proxy")
+            self._say("warning", finding.describe(), "proxy")
         return findings
 
     # -- readiness -------------------------------------------------------

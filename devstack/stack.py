@@ -38,6 +38,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 # Where the sidecar finds the rendered configuration (a read-only bind mount).
 PROXY_MOUNT = "/etc/devstack-proxy"
+# What the sidecar does before nginx starts: the healthd folder writable by the workers, as on EB.
+PROXY_PREPARE = "mkdir -p /var/log/nginx/healthd && chmod 0777 /var/log/nginx/healthd"
 # Where the notebook container finds the per-project secrets (a read-only bind mount).
 SECRETS_MOUNT = "/run/devstack-secrets"
 
@@ -281,11 +283,7 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         container_name=f"{project}-proxy",
         image=settings.nginx_image,
         entrypoint=("/bin/sh", "-c"),
-        # The healthd folder must be writable by nginx's workers, as on the EB host.
-        command=(
-            "mkdir -p /var/log/nginx/healthd && chmod 0777 /var/log/nginx/healthd && "
-            f"exec nginx -c {PROXY_MOUNT}/current/nginx.conf -g 'daemon off;'",
-        ),
+        command=(f"{PROXY_PREPARE} && exec nginx -c {PROXY_MOUNT}/current/nginx.conf -g 'daemon off;'",),
         mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),),
         # Bridge: nginx listens where EB's does (3334, 3335) and Docker publishes the host ports
         # onto them. Host: nothing to publish, nginx binds the host ports itself.
