@@ -124,6 +124,7 @@ def _global(
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="The project folder (holds .env, notebooks/)."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a setting: KEY=VALUE (repeatable)."),
     project_name: Optional[str] = typer.Option(None, "--project-name", help="Same as --set DEVSTACK_PROJECT=NAME."),
+    network: Optional[str] = typer.Option(None, "--network", help="bridge or host: same as --set NETWORK_MODE=..."),
     version: bool = typer.Option(False, "--version", help="Print devstack's version and exit."),
 ) -> None:
     if version:
@@ -132,6 +133,8 @@ def _global(
     flags = _parse_set(set_)
     if project_name is not None:
         flags["DEVSTACK_PROJECT"] = project_name
+    if network is not None:
+        flags["NETWORK_MODE"] = network
     if not project_dir.is_dir():
         raise DevstackError(f"--project-dir {project_dir}: no such folder")
     ctx.obj = Session(project_dir, flags)

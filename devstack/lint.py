@@ -21,7 +21,7 @@ from .stack import LOOPBACK_NAMES, StackSpec, same_site
 BUILTIN_LOG_FORMATS = {"combined"}
 # Files the nginx image ships in /etc/nginx that a configuration may include by absolute path.
 IMAGE_FILES = {"mime.types", "fastcgi_params", "fastcgi.conf", "scgi_params", "uwsgi_params",
-               "koi-utf", "koi-win", "win-utf", "modules-enabled/*.conf"}
+               "koi-utf", "koi-win", "win-utf"}
 EB_PREFIX = "/etc/nginx/"  # EB's nginx prefix: absolute includes there mean the tree devstack renders
 SERVICE_NAMES = {"sifu": "Sifu", "jupyter": "Jupyter", "docker": "the container's first port (Sifu)"}
 
