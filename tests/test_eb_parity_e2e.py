@@ -18,6 +18,7 @@ from helpers import login, run_cell, wait_for
 pytestmark = pytest.mark.engine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OTHER_SITE = "localhost"  # EDX_HOSTNAME below says 127.0.0.1: for a browser, another site
 
 
 def with_fixture(project, fixture: str) -> None:
@@ -205,16 +206,20 @@ def test_docker_envs_is_mounted_read_only_without_secrets(framed_stack, docker_c
     assert mounts["/tmp/docker_envs"]["RW"] is False
 
 
-def test_edx_page_frames_the_notebook_and_a_cell_runs_in_chromium(framed_stack, tmp_path):
-    edx = framed_stack.edx
-    (framed_stack.notebooks / "framed.ipynb").write_text(json.dumps({
+def course_page(stack, title: str) -> str:
+    """An edX unit that frames a notebook through Sifu's login, as the edX side does."""
+    (stack.notebooks / "framed.ipynb").write_text(json.dumps({
         "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ""}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
         "nbformat": 4, "nbformat_minor": 5}))
-    edx.pages["/courses/demo"] = (
-        "<!doctype html><title>Open edX</title><h1>A course unit</h1>"
-        f'<iframe id="notebook" width="1200" height="800" '
-        f'src="http://127.0.0.1:{framed_stack.sifu_port}/login?next=/notebooks/framed.ipynb"></iframe>')
+    return (f"<!doctype html><title>{title}</title><h1>A course unit</h1>"
+            f'<iframe id="notebook" width="1200" height="800" '
+            f'src="http://127.0.0.1:{stack.sifu_port}/login?next=/notebooks/framed.ipynb"></iframe>')
+
+
+def test_edx_page_frames_the_notebook_and_a_cell_runs_in_chromium(framed_stack, tmp_path):
+    edx = framed_stack.edx
+    edx.pages["/courses/demo"] = course_page(framed_stack, "Open edX")
     browser = chromium(tmp_path / "chromium-profile")
     try:
         browser.get(f"http://127.0.0.1:{edx.server.server_port}/courses/demo")
@@ -229,5 +234,21 @@ def test_edx_page_frames_the_notebook_and_a_cell_runs_in_chromium(framed_stack, 
         result = ("var outputs = Jupyter.notebook.get_cell(0).output_area.outputs;"
                   "return outputs.length ? (outputs[0].data || {})['text/plain'] : null;")
         assert wait_for(lambda: browser.execute_script(result), timeout=60, what="the cell's result") == "42"
+    finally:
+        browser.quit()
+
+
+def test_a_page_on_another_site_cannot_show_the_framed_notebook(framed_stack, tmp_path):
+    """The same page opened as localhost (EDX_HOSTNAME says 127.0.0.1): another site for the browser,
+    so frame-ancestors and the SameSite=Lax cookie keep the notebook out of the frame."""
+    edx = framed_stack.edx
+    edx.pages["/courses/elsewhere"] = course_page(framed_stack, "Elsewhere")
+    browser = chromium(tmp_path / "chromium-profile")
+    try:
+        browser.get(f"http://{OTHER_SITE}:{edx.server.server_port}/courses/elsewhere")
+        assert browser.title == "Elsewhere"
+        browser.switch_to.frame("notebook")
+        with pytest.raises(AssertionError, match="timed out"):
+            wait_for(lambda: browser.execute_script("return !!window.Jupyter"), timeout=15, what="Jupyter in the frame")
     finally:
         browser.quit()
