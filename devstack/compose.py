@@ -90,7 +90,10 @@ def compose_proxy_files(spec: StackSpec) -> dict[str, str]:
 def neutral_spec(repository: Path) -> StackSpec:
     """The stack from the defaults alone (whatever .env or environment this machine has), as the
     committed compose/ files show it."""
-    settings = Settings(**NEUTRAL_SETTINGS, project_dir=repository.resolve())
+    compose = repository.resolve() / "compose"
+    # The contexts beside the compose file, wherever the installed package keeps its own copy.
+    settings = Settings(**NEUTRAL_SETTINGS, BASE_CONTEXT=str(compose / "base"),
+                        NOTEBOOK_CONTEXT=str(compose / "notebook"), project_dir=repository.resolve())
     return describe_stack(settings, 1000, 1000)
 
 
