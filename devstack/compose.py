@@ -61,6 +61,7 @@ def compose_dict(spec: StackSpec, base_dir: Path, proxy_dir: str = f"./{PROXY_FO
             "build": {"context": _rel(final.context, base_dir), "args": dict(final.build_args)},
             "environment": {k: INTERPOLATED.get(k, _escape(v)) for k, v in notebook.environment},
             "volumes": [_volume(m, base_dir) for m in notebook.mounts],
+            **_ports(notebook),
             **_network(notebook, spec),
         },
         "proxy": {
@@ -68,8 +69,7 @@ def compose_dict(spec: StackSpec, base_dir: Path, proxy_dir: str = f"./{PROXY_FO
             "entrypoint": list(proxy.entrypoint or ()),
             "command": [_escape(c) for c in proxy.command or ()],
             "volumes": [f"{proxy_dir}:{PROXY_MOUNT}/current:ro"],
-            **({"ports": [f"{p.host_ip}:{p.host_port}:{p.container_port}" for p in proxy.ports]}
-               if proxy.ports else {}),
+            **_ports(proxy),
             **_network(proxy, spec),
             "stop_signal": proxy.stop_signal,
             "depends_on": ["notebook"],
@@ -108,6 +108,10 @@ def write_compose(spec: StackSpec, folder: Path) -> list[Path]:
         target.write_text(content)
         written.append(target)
     return written
+
+
+def _ports(service: ServiceSpec) -> dict[str, Any]:
+    return {"ports": [f"{p.host_ip}:{p.host_port}:{p.container_port}" for p in service.ports]} if service.ports else {}
 
 
 def _network(service: ServiceSpec, spec: StackSpec) -> dict[str, Any]:

@@ -41,10 +41,19 @@ def test_host_mode_compose_uses_the_host_network(tmp_path):
     from devstack.settings import load_settings
     from devstack.stack import describe_stack
 
-    spec = describe_stack(load_settings(tmp_path, environ={"NETWORK_MODE": "host", "FOO": "x"}), 1000, 1000)
+    spec = describe_stack(load_settings(tmp_path, environ={"NETWORK_MODE": "host", "EXTRA_PORTS": "8888:8888"}),
+                          1000, 1000)
     data = compose_dict(spec, tmp_path)
     assert data["services"]["notebook"]["network_mode"] == "host"
-    assert "ports" not in data["services"]["proxy"]
+    assert "ports" not in data["services"]["proxy"] and "ports" not in data["services"]["notebook"]
+
+
+def test_extra_ports_are_published_from_the_notebook(tmp_path):
+    from devstack.settings import load_settings
+    from devstack.stack import describe_stack
+
+    spec = describe_stack(load_settings(tmp_path, environ={"EXTRA_PORTS": "18888:8888"}), 1000, 1000)
+    assert compose_dict(spec, tmp_path)["services"]["notebook"]["ports"] == ["127.0.0.1:18888:8888"]
 
 
 def test_dollar_signs_are_escaped_for_compose(tmp_path):
