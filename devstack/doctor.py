@@ -20,7 +20,7 @@ from .errors import DevstackError
 from .lint import lint_stack
 from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .reconcile import host_ids, port_is_free
-from .settings import Settings
+from .settings import DEPLOYMENT_TOKEN_FILE, Settings
 from .stack import LABEL_PROJECT, StackSpec, describe_stack
 
 PASS, INFO, WARN, FAIL = "pass", "info", "warn", "fail"
@@ -28,8 +28,6 @@ PASS, INFO, WARN, FAIL = "pass", "info", "warn", "fail"
 # (Debian's 20.10) speak BuildKit themselves with DOCKER_BUILDKIT=1.
 BUILDX_REQUIRED_FROM = 23
 DEBIAN_DOCKER = "/usr/bin/docker"
-# The seed's pre-deploy hook writes the token here for the build to read.
-TOKEN_FILE = ".deployment_token"
 
 
 @dataclass(frozen=True)
@@ -195,18 +193,18 @@ def check_token(doctor: Doctor) -> list[CheckResult]:
     name = "deployment token"
     if not settings.sifu_repo:
         return [CheckResult(name, PASS, "not needed: SIFU_REPO is not set, the Sifu stand-in is used")]
-    token_file = settings.project_dir / TOKEN_FILE
-    if settings.deployment_token.get_secret_value():
-        return [CheckResult(name, PASS, f"DEPLOYMENT_TOKEN is set ({settings.sources.get('DEPLOYMENT_TOKEN')})")]
-    if token_file.is_file() and token_file.read_text().strip():
-        results = [CheckResult(name, PASS, f"{token_file} holds a token (as EB's pre-deploy hook writes it)")]
-        if token_file.stat().st_mode & 0o077:
-            results.append(CheckResult(name, WARN, f"{token_file} is readable by other users",
-                                       f"chmod 600 {token_file}"))
-        return results
-    return [CheckResult(name, WARN, f"SIFU_REPO is set but there is no DEPLOYMENT_TOKEN and no {TOKEN_FILE}: "
-                        "a private repository cannot be fetched",
-                        f"set DEPLOYMENT_TOKEN in .env, or write the token to {token_file} (chmod 600)")]
+    token_file = settings.project_dir / DEPLOYMENT_TOKEN_FILE
+    if not settings.deployment_token.get_secret_value():
+        return [CheckResult(name, WARN, f"SIFU_REPO is set but there is no DEPLOYMENT_TOKEN and no "
+                            f"{DEPLOYMENT_TOKEN_FILE}: a private repository cannot be fetched",
+                            f"set DEPLOYMENT_TOKEN in .env, or write the token to {token_file} (chmod 600)")]
+    source = settings.sources.get("DEPLOYMENT_TOKEN", "")
+    if source != str(token_file):
+        return [CheckResult(name, PASS, f"DEPLOYMENT_TOKEN is set ({source})")]
+    results = [CheckResult(name, PASS, f"{token_file} holds a token (as EB's pre-deploy hook writes it)")]
+    if token_file.stat().st_mode & 0o077:
+        results.append(CheckResult(name, WARN, f"{token_file} is readable by other users", f"chmod 600 {token_file}"))
+    return results
 
 
 def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
