@@ -135,6 +135,15 @@ class Settings(BaseModel):
     docker_envs_file: str = Field("", alias="DOCKER_ENVS_FILE", description=(
         "Path inside the notebook container where the image expects production's docker_envs file "
         "(`export K=V` lines). Empty: detected from the notebook Dockerfile's `COPY docker_envs DEST`."))
+    sifu_src: str = Field("", alias="SIFU_SRC", description=(
+        "A local Sifu checkout mounted read-only over /opt/sifu in the notebook container; while devstack "
+        "watches, a saved change there restarts only the Sifu program. Empty: the Sifu built into the image."))
+    proxy_templates: str = Field("", alias="PROXY_TEMPLATES", description=(
+        "Folder of the proxy's configuration templates (the tree nginx/ mirrors). "
+        "Default: the one bundled with devstack (nginx/)."))
+    kernel_idle_wait: float = Field(60.0, alias="KERNEL_IDLE_WAIT", ge=0, description=(
+        "Seconds a watched change waits for busy Jupyter kernels to go idle before it recreates "
+        "the notebook container (which would kill them)."))
 
     # Not settings users write: where the values came from, and the project folder.
     project_dir: Path = Field(Path("."), exclude=True)
@@ -239,6 +248,14 @@ class Settings(BaseModel):
     @property
     def notebook_context_path(self) -> Path:
         return self._resolve(self.notebook_context) if self.notebook_context else assets.compose_dir() / "notebook"
+
+    @property
+    def sifu_src_path(self) -> Path | None:
+        return self._resolve(self.sifu_src) if self.sifu_src else None
+
+    @property
+    def proxy_templates_path(self) -> Path:
+        return self._resolve(self.proxy_templates) if self.proxy_templates else assets.nginx_dir()
 
     @property
     def state_dir(self) -> Path:

@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import assets
 from .eb import DockerEnvsRequest, ProjectProxyFiles, docker_envs_request, find_project_proxy_files, proxy_source_folders
 from .errors import ConfigError
 from .settings import SECRET_KEYS, Settings
@@ -42,6 +41,8 @@ PROXY_MOUNT = "/etc/devstack-proxy"
 PROXY_PREPARE = "mkdir -p /var/log/nginx/healthd && chmod 0777 /var/log/nginx/healthd"
 # Where the notebook container finds the per-project secrets (a read-only bind mount).
 SECRETS_MOUNT = "/run/devstack-secrets"
+# Where the final image keeps Sifu's source (compose/notebook/Dockerfile); SIFU_SRC is mounted over it.
+SIFU_MOUNT = "/opt/sifu"
 
 # The cookie Sifu sets and the proxy gates Jupyter on (production's name).
 AUTH_COOKIE = "JUPYTER_AUTHORIZATION"
@@ -256,6 +257,9 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
     if docker_envs and docker_envs_path:
         # Mounted at run time, read-only: production's file without an image layer holding it.
         mounts.append(MountSpec(docker_envs_path, docker_envs.target, read_only=True))
+    if settings.sifu_src_path is not None:
+        # Read-only: Sifu runs from the user's checkout and never writes into it.
+        mounts.append(MountSpec(settings.sifu_src_path, SIFU_MOUNT, read_only=True))
 
     # Bridge: containers reach the host's services (a local Open edX) as host.docker.internal.
     # Host: they share the host's network and reach them on 127.0.0.1.
@@ -307,7 +311,7 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
             # EB's own default upstream points at the container's first exposed port.
             Upstream("docker", sifu_listen[0]),
         ),
-        server_templates=assets.nginx_dir(),
+        server_templates=settings.proxy_templates_path,
         config_dir=proxy_dir,
         bind_address=settings.bind_address,
         edx_origin=settings.edx_origin,

@@ -52,3 +52,27 @@ def test_proxy_publishes_on_bind_address_only(tmp_path):
     ports = spec_for(tmp_path, BIND_ADDRESS="127.0.0.1").service("proxy").ports
     assert {(p.host_ip, p.host_port, p.container_port) for p in ports} == {
         ("127.0.0.1", 3334, 3334), ("127.0.0.1", 3335, 3335)}
+
+
+def test_sifu_src_is_mounted_read_only_over_the_images_sifu(tmp_path):
+    (tmp_path / "sifu").mkdir()
+    mounts = spec_for(tmp_path, SIFU_SRC="sifu").service("notebook").mounts
+    assert [(m.source, m.target, m.read_only) for m in mounts if m.target == "/opt/sifu"] == [
+        ((tmp_path / "sifu").resolve(), "/opt/sifu", True)]
+    assert all(m.target != "/opt/sifu" for m in spec_for(tmp_path).service("notebook").mounts)
+
+
+def test_proxy_templates_setting_chooses_the_templates_folder(tmp_path):
+    assert spec_for(tmp_path, PROXY_TEMPLATES="mine").proxy.server_templates == (tmp_path / "mine").resolve()
+    assert (spec_for(tmp_path).proxy.server_templates / "nginx.conf.j2").is_file()  # the bundled ones
+
+
+def test_kernel_idle_wait_must_be_a_number_of_seconds(tmp_path):
+    import pytest
+
+    from devstack.errors import ConfigError
+
+    assert load_settings(tmp_path, environ={"KERNEL_IDLE_WAIT": "2.5"}).kernel_idle_wait == 2.5
+    for bad in ("soon", "-1"):
+        with pytest.raises(ConfigError, match="KERNEL_IDLE_WAIT"):
+            load_settings(tmp_path, environ={"KERNEL_IDLE_WAIT": bad})
