@@ -20,6 +20,10 @@ from .stack import StackSpec
 
 # How often, while waiting, to check that the containers are still worth waiting for.
 ALIVE_CHECK_SECONDS = 2.0
+# The proxy logs every request with its user agent: this one lets the live view leave
+# devstack's own probes out of the latest log lines.
+PROBE_USER_AGENT = "devstack-probe"
+PROBE_HEADERS = {"User-Agent": PROBE_USER_AGENT}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,18 @@ def stack_probes(spec: StackSpec, sifu_secret: str, jupyter_token: str) -> list[
     ]
 
 
+def list_kernels(spec: StackSpec, sifu_secret: str, jupyter_token: str, timeout: float = 3.0) -> list[dict]:
+    """Jupyter's running kernels (id, execution_state, ...), asked through the proxy as a user would."""
+    url = spec.urls()["jupyter"] + "api/kernels"
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
+        response = client.get(url, cookies={COOKIE_NAME: sign_cookie(sifu_secret)},
+                              headers={"Authorization": f"token {jupyter_token}"})
+    if response.status_code != 200:
+        raise NotReady(f"Jupyter's kernel list at {url} answered {response.status_code}")
+    kernels = response.json()
+    return kernels if isinstance(kernels, list) else []
+
+
 def run_probe(client: httpx.Client, probe: Probe) -> ProbeResult:
     started = time.perf_counter()
     try:
@@ -67,7 +83,7 @@ def run_probe(client: httpx.Client, probe: Probe) -> ProbeResult:
 
 
 def check_once(probes: list[Probe], timeout: float = 3.0) -> list[ProbeResult]:
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
         return [run_probe(client, probe) for probe in probes]
 
 
@@ -82,7 +98,7 @@ def wait_until_ready(
     """Poll until every probe passes. `still_alive` raises if a container died (no point waiting)."""
     deadline = clock() + timeout
     next_alive_check = clock() + ALIVE_CHECK_SECONDS
-    with httpx.Client(timeout=3.0, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(timeout=3.0, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
         while True:
             results = [run_probe(client, probe) for probe in probes]
             failing = next((r for r in results if not r.ok), None)

@@ -86,6 +86,11 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
 def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[str, Path]]:
     """Every file of devstack's template tree: `*.j2` through Jinja2, others verbatim."""
     root = proxy.server_templates
+    if not root.is_dir():
+        from .errors import ProxyConfigError
+
+        raise ProxyConfigError(f"{root}: the proxy templates folder does not exist: point PROXY_TEMPLATES "
+                               "at a tree like devstack's nginx/, or leave it empty for the bundled one")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,

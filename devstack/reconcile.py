@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import context as build_context
-from .engine import BuildEvent, ContainerInfo, Engine, ImageInfo
+from .engine import BuildEvent, ContainerInfo, ContainerShell, Engine, ImageInfo
 from .eb import docker_envs_text
 from .errors import ConfigError, ConflictError, EngineError, NotReady, ProxyConfigError
 from .lint import Finding, lint_stack
-from .probes import ProbeResult, check_once, stack_probes, wait_until_ready
+from .probes import ProbeResult, check_once, list_kernels, stack_probes, wait_until_ready
 from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .redact import Redactor
 from .settings import Settings
@@ -33,6 +33,7 @@ from .stack import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     PROXY_PREPARE,
+    SIFU_MOUNT,
     ImageSpec,
     ServiceSpec,
     StackSpec,
@@ -125,6 +126,7 @@ class Controller:
         self._connect = connect
         self._engine: Engine | None = None
         self.proxy_store = ProxyConfigStore(self.spec.proxy.config_dir)
+        self._proxy_shell: tuple[str, ContainerShell] | None = None  # (sidecar ID, shell open in it)
 
     @property
     def engine(self) -> Engine:
@@ -203,7 +205,9 @@ class Controller:
         """Everything to the desired state, then wait until it answers through the proxy."""
         self.report_lint()
         self.check_ports()
-        if not self.settings.sifu_repo:
+        if self.settings.sifu_src_path is not None:
+            self._say("info", f"Sifu: running from SIFU_SRC={self.settings.sifu_src_path} (mounted over {SIFU_MOUNT})")
+        elif not self.settings.sifu_repo:
             self._say("info", "Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)")
         if self.spec.notebooks_dir is not None:
             self.spec.notebooks_dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +249,7 @@ class Controller:
 
     def reconcile_services(self, image_ids: dict[str, str]) -> None:
         spec = self.spec
+        self.check_sources()
         network = "host" if spec.network_mode == "host" else self._ensure_network()
         secrets = ensure_secrets(self.settings)
         self.redact.add(*secrets.values())
@@ -272,6 +277,27 @@ class Controller:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(content)
         path.chmod(0o644)  # read by the notebook user; it holds no secret (see eb.docker_envs_text)
+
+    def check_sources(self) -> None:
+        """Folders to bind-mount must exist: Docker would create a missing one, empty and owned by root."""
+        src = self.settings.sifu_src_path
+        if src is not None and not src.is_dir():
+            raise ConfigError(f"SIFU_SRC={src}: no such folder: point it at your Sifu checkout, or leave it empty")
+
+    def plan_services(self, image_ids: dict[str, str]) -> list[Action]:
+        """What `reconcile_services` would do with these images, without doing it."""
+        secrets = load_secrets(self.settings)
+        nginx = self.engine.image(self.settings.nginx_image)
+        wanted = (
+            (self.spec.service("notebook"), image_ids["notebook"], secrets.fingerprint() if secrets else ""),
+            (self.spec.service("proxy"), nginx.id if nginx else "", ""),
+        )
+        actions = []
+        for service, image_id, extra in wanted:
+            action = plan_service(service, service.config_hash(image_id, extra), self._owned_container(service))
+            if action is not None:
+                actions.append(action)
+        return actions
 
     def _ensure_network(self) -> str:
         name = self.spec.network
@@ -358,14 +384,16 @@ class Controller:
         generation = self.proxy_store.stage(rendered)
         proxy = self.engine.container(self.spec.service("proxy").container_name)
         if proxy is not None and proxy.running:
-            code, output = self.engine.exec(proxy.id, ["nginx", "-t", "-c", self.proxy_store.container_path(generation)])
+            code, output = self._in_proxy(proxy, ["nginx", "-t", "-c", self.proxy_store.container_path(generation)])
             if code != 0:
                 self.proxy_store.discard(generation)
                 raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: "
                                        + explain_nginx_error(output, generation, rendered))
             self.proxy_store.activate(generation)
             # SIGHUP to nginx's master (PID 1): re-read the configuration, no dropped connections.
-            self.engine.signal(proxy.id, proxy.name, "SIGHUP")
+            code, output = self._in_proxy(proxy, ["kill", "-HUP", "1"])
+            if code != 0:
+                self.engine.signal(proxy.id, proxy.name, "SIGHUP")
             self._say("proxy", f"proxy configuration {generation} checked and reloaded (notebook at {ip})", "proxy")
         else:
             # No sidecar to ask yet: the same nginx checks it in a throwaway container of its image,
@@ -390,6 +418,48 @@ class Controller:
         for finding in findings:
             self._say("warning", finding.describe(), "proxy")
         return findings
+
+    # -- Sifu and the kernels, inside the running notebook container ----------
+
+    def restart_sifu(self) -> None:
+        """Restart only the Sifu program (supervisorctl); Jupyter and its kernels keep running."""
+        name = self.spec.service("notebook").container_name
+        notebook = self.engine.container(name)
+        if notebook is None or not notebook.running:
+            raise EngineError(f"container {name} is not running, so Sifu cannot be restarted in it: run `devstack up`")
+        code, output = self.engine.exec(notebook.id, ["supervisorctl", "restart", "sifu"])
+        if code != 0 or "ERROR" in output:
+            raise NotReady(f"supervisorctl could not restart Sifu in {name} ({' '.join(output.split())}): "
+                           "its last log lines are below; fix the code and save again",
+                           logs=self.last_logs("notebook", lines=20))
+        self._say("action", f"restarted Sifu in {name} (supervisorctl); Jupyter and its kernels untouched", "notebook")
+
+    def busy_kernels(self) -> list[str]:
+        """IDs of the Jupyter kernels busy executing, asked through the proxy with the cookie and token."""
+        secrets = load_secrets(self.settings)
+        if secrets is None:
+            return []
+        kernels = list_kernels(self.spec, secrets.sifu_secret, secrets.jupyter_token)
+        return [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
+
+    def _in_proxy(self, proxy: ContainerInfo, argv: list[str]) -> tuple[int, str]:
+        """Run a command in the sidecar through a shell kept open there (watching reloads often);
+        a plain exec when that shell cannot be had."""
+        shell = self._proxy_shell
+        if shell is None or shell[0] != proxy.id:
+            if shell is not None:
+                shell[1].close()
+            try:
+                self._proxy_shell = shell = (proxy.id, self.engine.open_shell(proxy.id, proxy.name))
+            except EngineError:
+                self._proxy_shell = None
+                return self.engine.exec(proxy.id, argv)
+        try:
+            return shell[1].run(argv)
+        except (OSError, ValueError):
+            shell[1].close()
+            self._proxy_shell = None
+            return self.engine.exec(proxy.id, argv)
 
     # -- readiness -------------------------------------------------------
 
