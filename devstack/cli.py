@@ -47,9 +47,14 @@ class Session:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.project_dir, self.flags, publish=self.publish)
-            redact.add(*self._settings.secret_values())
+            self._settings = self.load_settings()
         return self._settings
+
+    def load_settings(self) -> Settings:
+        """Resolve the settings now (a watcher does it again when `.env` is saved)."""
+        settings = load_settings(self.project_dir, self.flags, publish=self.publish)
+        redact.add(*settings.secret_values())
+        return settings
 
     def controller(self, reporter: Reporter | None = None):  # noqa: ANN201 - imported lazily
         from .reconcile import Controller
@@ -58,12 +63,11 @@ class Session:
 
 
 class Reporter:
-    """Shows the core's events: plain lines, with a progress bar for builds on a terminal."""
+    """Shows the core's events: plain lines, with the live view's build progress bar on a terminal."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self._progress = None
-        self._tasks: dict[str, int] = {}
 
     def handle(self, event) -> None:  # noqa: ANN001 - reconcile.Event
         from .view import event_line
@@ -83,25 +87,22 @@ class Reporter:
             if build.line.startswith("Step "):
                 console.print(redact(f"[build {event.target}] {build.line}"), markup=False)
             return
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.live import Live
 
+        from .status import BuildProgress
+        from .view import build_progress
+
+        shown = build_progress(BuildProgress(event.target, build.step, build.total, redact(build.instruction)))
         if self._progress is None:
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TextColumn("{task.completed}/{task.total}"), console=console, transient=False)
+            self._progress = Live(shown, console=console, transient=True, refresh_per_second=8)
             self._progress.start()
-        task = self._tasks.get(event.target)
-        description = redact(f"building {event.target}: {build.instruction[:70]}")
-        if task is None:
-            self._tasks[event.target] = self._progress.add_task(description, total=max(build.total, 1),
-                                                                completed=build.step)
         else:
-            self._progress.update(task, description=description, total=max(build.total, 1), completed=build.step)
+            self._progress.update(shown)
 
     def _finish_progress(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-            self._tasks = {}
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -161,14 +162,18 @@ def up(
         session.flags["NOTEBOOKS_DIR"] = ""
     session.publish = list(publish)
     controller = session.controller()
+    # Foreground: watch from the start, so that a file saved during the first build is applied after it.
+    watcher = None if detach else _start_watching(controller)
     try:
         with _sigterm_as_interrupt():
             controller.up(ready_timeout=timeout)
     except KeyboardInterrupt:
+        _stop_watching(watcher)
         err_console.print("interrupted")
         _end_run(controller, remove)
         raise typer.Exit(130) from None
     except DevstackError:
+        _stop_watching(watcher)
         if remove:
             with contextlib.suppress(DevstackError):  # the first error is the one to show
                 _end_run(controller, remove)
@@ -177,7 +182,7 @@ def up(
     console.print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
     if detach:
         return
-    _foreground(controller, remove)
+    _foreground(controller, watcher, session, remove)
 
 
 @contextlib.contextmanager
@@ -204,8 +209,20 @@ def _end_run(controller, remove: bool) -> None:  # noqa: ANN001
         controller.stop()
 
 
-def _foreground(controller, remove: bool = False) -> None:  # noqa: ANN001
-    """Show the stack until Ctrl-C, then stop (or with --rm remove) it, as compose does."""
+def _start_watching(controller):  # noqa: ANN001, ANN202 - imported lazily
+    from .watch import start_watching
+
+    return start_watching(controller)
+
+
+def _stop_watching(watcher) -> None:  # noqa: ANN001
+    if watcher is not None:
+        watcher.stop()
+
+
+def _watch_until_stopped(controller, watcher, session: Session):  # noqa: ANN001, ANN201
+    """The live view and the watcher until Ctrl-C or SIGTERM; returns the controller then in use
+    (a saved `.env` replaces it)."""
     from .live import run_live
 
     stop = threading.Event()
@@ -215,12 +232,27 @@ def _foreground(controller, remove: bool = False) -> None:  # noqa: ANN001
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        run_live(controller, stop, console)
-    except KeyboardInterrupt:
-        pass
+        return run_live(controller, stop, console, watcher, reload_settings=session.load_settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _foreground(controller, watcher, session: Session, remove: bool = False) -> None:  # noqa: ANN001
+    """Watch and show the stack until Ctrl-C, then stop (or with --rm remove) it, as compose does."""
+    controller = _watch_until_stopped(controller, watcher, session)
     _end_run(controller, remove)
+
+
+@app.command()
+def watch(ctx: typer.Context) -> None:
+    """Watch and show a stack started with `up -d`: apply every saved change. Ctrl-C stops watching only."""
+    session = _session(ctx)
+    controller = session.controller()
+    missing = [s.container_name for s in controller.spec.services
+               if (found := controller.engine.container(s.container_name)) is None or not found.running]
+    if missing:
+        raise DevstackError(f"{', '.join(missing)} not running: start the stack with `devstack up -d`, then watch it")
+    _watch_until_stopped(controller, _start_watching(controller), session)
 
 
 @app.command()
@@ -252,10 +284,13 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The stack's containers, images and probes through the proxy."""
-    from .status import collect_status
+    from .status import LOG_LINES, collect_status, load_live_facts, with_live_facts
     from .view import render_status, status_to_json
 
-    snapshot = collect_status(_session(ctx).controller())
+    controller = _session(ctx).controller()
+    # What a running `up` or `watch` is doing (build step, last error, last change) comes from it.
+    snapshot = with_live_facts(collect_status(controller, log_lines=LOG_LINES),
+                               load_live_facts(controller.spec.state_dir))
     if as_json:
         console.print_json(redact(json.dumps(status_to_json(snapshot))))
     else:

@@ -1,26 +1,98 @@
-"""The foreground view: follow the engine's event stream, redraw the status on change.
+"""The foreground view: watch the sources, follow the engine, show the stack.
 
-The engine pushes events (no tight polling loop); a slow tick keeps uptimes
-and probes fresh. When the notebook container starts again (its IP may have
-changed) the proxy's upstreams are rewritten before anyone sees a 502.
+Four threads feed one queue (`inbox`) that only the main thread reads:
+- the applier (watch.Applier) sends the core's events: what changed, builds, reloads, errors;
+- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
+- the containers' log streams (TTY only: the view shows the latest lines);
+- watchdog's observer feeds the applier, never this queue.
+The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
+`MIN_REDRAW_SECONDS` apart; a slow tick refreshes uptimes and probes. Without a TTY it
+prints one plain line per event instead.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
-from .reconcile import Controller
-from .status import collect_status
-from .view import render_status
+from .errors import DevstackError
+from .reconcile import Controller, Event
+from .settings import Settings
+from .status import (
+    LOG_LINES,
+    BuildProgress,
+    LiveFacts,
+    StackStatus,
+    clear_live_facts,
+    collect_status,
+    is_probe_line,
+    save_live_facts,
+)
+from .view import error_text, event_line, render_status
+from .watch import Applier, FileWatcher, RefreshProxy
 
-TICK_SECONDS = 5.0
+# Uptimes and probes are refreshed this often when nothing happens (the engine pushes the rest).
+TICK_SECONDS = 10.0
+# A build prints many lines a second: the screen is redrawn at most this often.
+MIN_REDRAW_SECONDS = 0.25
+# On Ctrl-C, how long to let a change being applied finish its current step before stopping.
+STOP_GRACE_SECONDS = 10.0
 # Docker's healthcheck runs an exec every interval: not news.
 _NOISE = ("exec_create", "exec_start", "exec_die")
+
+
+@dataclass
+class LiveState:
+    """What the view shows beside the engine's snapshot, changed only by events. Pure."""
+
+    activity: str = ""
+    build: BuildProgress | None = None
+    last_error: str = ""
+    timeline: tuple[tuple[str, float], ...] = ()
+    watching: tuple[str, ...] = ()
+    logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+
+    def on_event(self, event: Event) -> bool:
+        """Fold one of the core's events in; returns whether what is shown changed."""
+        before = self.facts()
+        kind = event.kind
+        if kind == "build" and event.build is not None:
+            b = event.build
+            self.build = BuildProgress(event.target, b.step, b.total, b.instruction)
+        elif kind == "watching":
+            self.watching = tuple(event.data.get("folders") or ())
+        elif kind == "error":
+            self.last_error = error_text(event)
+            self.activity, self.build = "", None
+        elif kind == "applied":
+            self.timeline = tuple((str(label), float(ms)) for label, ms in event.data.get("timeline") or ())
+            self.activity, self.build, self.last_error = "", None, ""
+        elif kind == "ready":
+            self.activity, self.build = "", None
+        elif kind == "info" and event.message.startswith("built "):
+            self.build = None
+            self.activity = event.message
+        else:  # change, activity, action, proxy, info, warning: what is happening now
+            self.activity = event.message
+        return self.facts() != before
+
+    def on_log(self, line: str) -> None:
+        self.logs.append(line)
+
+    def facts(self) -> LiveFacts:
+        return LiveFacts(self.activity, self.build, self.last_error, self.timeline, self.watching)
+
+    def overlay(self, snapshot: StackStatus) -> StackStatus:
+        return replace(snapshot, activity=self.activity, build=self.build, last_error=self.last_error,
+                       timeline=self.timeline, watching=self.watching, logs=tuple(self.logs) or snapshot.logs)
 
 
 def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threading.Event) -> threading.Thread:
@@ -42,49 +114,170 @@ def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threadin
     return thread
 
 
-def handle_engine_event(controller: Controller, event: dict[str, Any]) -> str:
-    """React to one engine event; returns a line describing it."""
-    attrs = (event.get("Actor") or {}).get("Attributes") or {}
-    service = attrs.get("devstack.service", "")
-    action = str(event.get("Action") or "")
-    if service == "notebook" and action == "start":
-        controller.refresh_proxy()
-    return f"{service or attrs.get('name', '?')}: {action}"
+def follow_logs(controller: Controller, service: str, container_id: str, sink: queue.Queue[Any],
+                stop: threading.Event) -> threading.Thread:
+    """One container's log stream, line by line, redacted, without devstack's own probes."""
+
+    def pump() -> None:
+        buffer = b""
+        try:
+            for chunk in controller.engine.logs(container_id, tail=LOG_LINES, follow=True):
+                if stop.is_set():
+                    return
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    line = raw.decode("utf-8", "replace").rstrip()
+                    if line and not is_probe_line(line):
+                        sink.put(LogLine(f"{service} | {controller.redact(line)}"))
+        except DevstackError:
+            return  # the container went away: its successor gets a follower of its own
+
+    thread = threading.Thread(target=pump, name=f"devstack-logs-{service}", daemon=True)
+    thread.start()
+    return thread
 
 
-def run_live(controller: Controller, stop: threading.Event, console: Console) -> None:
-    events: queue.Queue[Any] = queue.Queue()
-    follow_events(controller, events, stop)
-    last_error = ""
-    if not console.is_terminal:
-        while not stop.is_set():
-            try:
-                event = events.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            console.print(_describe(controller, event))
-        return
-    with Live(render_status(collect_status(controller)), console=console, auto_refresh=False) as live:
-        while not stop.is_set():
-            try:
-                event = events.get(timeout=TICK_SECONDS)
-            except queue.Empty:
-                event = None
-            activity = ""
-            if event is not None:
-                activity = _describe(controller, event)
-                if event.get("error"):
-                    last_error = activity
-            snapshot = collect_status(controller)
-            from dataclasses import replace
-
-            live.update(render_status(replace(snapshot, activity=activity, last_error=last_error)), refresh=True)
+@dataclass(frozen=True)
+class LogLine:
+    text: str
 
 
-def _describe(controller: Controller, event: dict[str, Any]) -> str:
+def describe_engine_event(event: dict[str, Any]) -> str:
     if "error" in event:
         return f"event stream: {event['error']}"
+    attrs = (event.get("Actor") or {}).get("Attributes") or {}
+    service = attrs.get("devstack.service", "") or attrs.get("name", "?")
+    return f"{service}: {event.get('Action') or event.get('status') or '?'}"
+
+
+def run_live(
+    controller: Controller,
+    stop: threading.Event,
+    console: Console,
+    watcher: FileWatcher | None = None,
+    reload_settings: Callable[[], Settings] | None = None,
+) -> Controller:
+    """Watch and show the stack until `stop` is set or Ctrl-C; returns the controller in use at the end
+    (a saved `.env` replaces it)."""
+    inbox: queue.Queue[Any] = queue.Queue()
+    controller.notify = inbox.put
+
+    def make_controller(settings: Settings) -> Controller:
+        return Controller(settings, notify=inbox.put, redactor=controller.redact)
+
+    applier = Applier(controller, inbox.put, reload_settings or (lambda: controller.settings), make_controller,
+                      stop, watcher=watcher)
+    state = LiveState()
+    state_dir = controller.spec.state_dir
+    applier.start()
+    follow_events(controller, inbox, stop)
     try:
-        return handle_engine_event(controller, event)
-    except Exception as exc:  # noqa: BLE001 - shown, the view goes on
-        return f"error: {exc}"
+        if console.is_terminal:
+            _show_live(applier, inbox, state, stop, console)
+        else:
+            _print_lines(applier, inbox, state, stop, console)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.stop()
+        # A change half applied when the stack stops would race the stop: let its step finish, bounded.
+        if applier.busy.acquire(timeout=STOP_GRACE_SECONDS):
+            applier.busy.release()
+        clear_live_facts(state_dir)
+    return applier.controller
+
+
+def _on_engine_event(applier: Applier, event: dict[str, Any]) -> None:
+    attrs = (event.get("Actor") or {}).get("Attributes") or {}
+    if attrs.get("devstack.service") == "notebook" and event.get("Action") == "start":
+        # It may be back on another IP: the applier rewrites the upstreams (no stale-IP 502).
+        applier.inbox.put(RefreshProxy("the notebook container started"))
+
+
+def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
+                 console: Console) -> None:
+    """No TTY: one plain line per event; build output only as its `Step N/M` lines."""
+    state_dir = applier.controller.spec.state_dir
+    while not stop.is_set():
+        try:
+            item = inbox.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if isinstance(item, Event):
+            if state.on_event(item):
+                save_live_facts(state_dir, state.facts())
+            if item.kind == "build" and not item.message.startswith("Step "):
+                continue
+            line = f"error: {error_text(item)}" if item.kind == "error" else event_line(item)
+            console.print(line, markup=False, highlight=False)
+        elif isinstance(item, dict):
+            _on_engine_event(applier, item)
+            console.print(describe_engine_event(item), markup=False, highlight=False)
+
+
+def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
+               console: Console) -> None:
+    followed: dict[str, str] = {}  # service -> container ID whose logs are followed
+
+    def follow_current_logs() -> None:
+        controller = applier.controller
+        for spec in controller.spec.services:
+            found = controller.engine.container(spec.container_name)
+            if found is not None and found.running and followed.get(spec.name) != found.id:
+                followed[spec.name] = found.id
+                follow_logs(controller, spec.name, found.id, inbox, stop)
+
+    def snapshot() -> StackStatus:
+        try:
+            return collect_status(applier.controller)
+        except DevstackError as exc:
+            state.last_error = f"cannot read the stack's state: {exc}"
+            return last
+
+    follow_current_logs()
+    last = collect_status(applier.controller)
+    next_tick = time.monotonic() + TICK_SECONDS
+    last_draw, dirty = 0.0, False
+    saved = None
+    with Live(render_status(state.overlay(last)), console=console, auto_refresh=False,
+              redirect_stdout=False, redirect_stderr=False) as live:
+        while not stop.is_set():
+            now = time.monotonic()
+            wait = next_tick - now
+            if dirty:
+                wait = min(wait, last_draw + MIN_REDRAW_SECONDS - now)
+            items = []
+            try:
+                items.append(inbox.get(timeout=max(wait, 0.01)))
+                while True:
+                    items.append(inbox.get_nowait())
+            except queue.Empty:
+                pass
+            refresh = time.monotonic() >= next_tick
+            for item in items:
+                if isinstance(item, Event):
+                    dirty = state.on_event(item) or dirty
+                elif isinstance(item, LogLine):
+                    state.on_log(item.text)
+                    dirty = True
+                elif isinstance(item, dict):
+                    _on_engine_event(applier, item)
+                    if "error" in item:
+                        state.last_error = describe_engine_event(item)
+                    elif item.get("Action") == "start":
+                        follow_current_logs()
+                    refresh = True
+            if refresh:
+                last = snapshot()
+                next_tick = time.monotonic() + TICK_SECONDS
+                dirty = True
+            if dirty and time.monotonic() - last_draw >= MIN_REDRAW_SECONDS:
+                live.update(render_status(state.overlay(last)), refresh=True)
+                facts = state.facts()
+                if facts != saved:
+                    save_live_facts(applier.controller.spec.state_dir, facts)
+                    saved = facts
+                last_draw, dirty = time.monotonic(), False

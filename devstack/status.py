@@ -1,16 +1,27 @@
 """A snapshot of the stack: what the status command, `--json` and the live view show.
 
 Views only read snapshots; collecting one is the only part that talks to the engine.
+A running `up` or `watch` also writes what it is doing (activity, build step, last
+error, last change's timeline) to `.devstack/live.json`, so that `devstack status`
+beside it prints the same content as the live view.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from .engine import now
-from .probes import ProbeResult
+from .errors import DevstackError
+from .probes import PROBE_USER_AGENT, ProbeResult
 from .reconcile import Controller
+
+LIVE_STATE_FILE = "live.json"
+LOG_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -49,9 +60,63 @@ class StackStatus:
     last_error: str = ""
     logs: tuple[str, ...] = ()
     timeline: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    watching: tuple[str, ...] = ()  # folders a running `up`/`watch` watches; empty: nobody watches
 
 
-def collect_status(controller: Controller, with_probes: bool = True) -> StackStatus:
+@dataclass(frozen=True)
+class LiveFacts:
+    """What a watching devstack knows and the engine does not."""
+
+    activity: str = ""
+    build: BuildProgress | None = None
+    last_error: str = ""
+    timeline: tuple[tuple[str, float], ...] = ()
+    watching: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LiveFacts:
+        build = data.get("build")
+        return cls(
+            activity=str(data.get("activity") or ""),
+            build=BuildProgress(**build) if isinstance(build, dict) else None,
+            last_error=str(data.get("last_error") or ""),
+            timeline=tuple((str(label), float(ms)) for label, ms in data.get("timeline") or ()),
+            watching=tuple(str(folder) for folder in data.get("watching") or ()),
+        )
+
+
+def save_live_facts(state_dir: Path, facts: LiveFacts) -> None:
+    """Replace `.devstack/live.json` atomically (readers never see half a file)."""
+    if not state_dir.is_dir():
+        return
+    tmp = state_dir / f".{LIVE_STATE_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(facts.to_json()))
+    os.replace(tmp, state_dir / LIVE_STATE_FILE)
+
+
+def clear_live_facts(state_dir: Path) -> None:
+    try:
+        data = json.loads((state_dir / LIVE_STATE_FILE).read_text())
+        if data.get("pid") == os.getpid():
+            (state_dir / LIVE_STATE_FILE).unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def load_live_facts(state_dir: Path) -> LiveFacts | None:
+    """What a running `up`/`watch` last wrote, if that process is still alive."""
+    try:
+        data = json.loads((state_dir / LIVE_STATE_FILE).read_text())
+        os.kill(int(data["pid"]), 0)
+        return LiveFacts.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def collect_status(controller: Controller, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
     engine = controller.engine
     services = []
     for spec in controller.spec.services:
@@ -74,7 +139,27 @@ def collect_status(controller: Controller, with_probes: bool = True) -> StackSta
             ports=container.ports,
         ))
     probes = tuple(controller.probe()) if with_probes and any(s.state == "running" for s in services) else ()
-    return StackStatus(controller.spec.project, now(), tuple(services), probes, controller.spec.urls())
+    logs: tuple[str, ...] = ()
+    if log_lines:
+        try:
+            logs = tuple(line for line in controller.last_logs(lines=log_lines) if not is_probe_line(line))
+        except DevstackError:
+            logs = ()
+    return StackStatus(controller.spec.project, now(), tuple(services), probes, controller.spec.urls(), logs=logs)
+
+
+def with_live_facts(status: StackStatus, facts: LiveFacts | None) -> StackStatus:
+    if facts is None:
+        return status
+    from dataclasses import replace
+
+    return replace(status, activity=facts.activity, build=facts.build, last_error=facts.last_error,
+                   timeline=facts.timeline, watching=facts.watching)
+
+
+def is_probe_line(line: str) -> bool:
+    """The proxy's access log line of one of devstack's own probes: not news."""
+    return PROBE_USER_AGENT in line
 
 
 def _short(image_id: str) -> str:

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .doctor import CheckResult
 from .reconcile import Event
-from .status import StackStatus
+from .status import BuildProgress, StackStatus
 
 _STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
@@ -80,6 +80,8 @@ def render_status(status: StackStatus) -> RenderableType:
     parts.append(urls)
     if status.activity or status.build:
         parts.append(_activity(status))
+    elif status.watching:
+        parts.append(Text(f"now: watching {', '.join(status.watching)} (save a file to apply it)", style="dim"))
     if status.timeline:
         parts.append(Text("last change: " + "  →  ".join(f"{label} {ms:.0f} ms" for label, ms in status.timeline)))
     if status.last_error:
@@ -92,7 +94,11 @@ def render_status(status: StackStatus) -> RenderableType:
 def _activity(status: StackStatus) -> RenderableType:
     if status.build is None:
         return Text(f"now: {status.activity}", style="yellow")
-    build = status.build
+    return build_progress(status.build)
+
+
+def build_progress(build: BuildProgress) -> RenderableType:
+    """`building notebook [=====     ] step 3/12: RUN ...`: the live view and `devstack build` show this."""
     grid = Table.grid(padding=(0, 1))
     grid.add_row(
         Text(f"building {build.image}", style="yellow"),
@@ -131,18 +137,28 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
             for r in status.probes
         ],
         "activity": status.activity or None,
+        "build": ({"image": status.build.image, "step": status.build.step, "total": status.build.total,
+                   "instruction": status.build.instruction} if status.build else None),
         "last_error": status.last_error or None,
         "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in status.timeline],
+        "watching": list(status.watching),
+        "logs": list(status.logs),
     }
 
 
 def event_line(event: Event) -> str:
-    """One plain line for an event (no TTY, or `--no-live`)."""
+    """One plain line for an event (printed as is without a TTY)."""
     if event.kind == "build" and event.build is not None:
         b = event.build
         return f"[build {event.target} {b.step}/{b.total}] {event.message}"
-    prefix = {"warning": "warning: ", "ready": "", "action": "", "proxy": "", "info": ""}.get(event.kind, "")
+    prefix = {"warning": "warning: ", "error": "error: ", "activity": "now: "}.get(event.kind, "")
     return f"{prefix}{event.message}"
+
+
+def error_text(event: Event) -> str:
+    """An error event in full: the message, then the failing step's output or the last log lines."""
+    tail = [f"  | {line}" for line in event.data.get("tail") or ()]
+    return "\n".join([event.message, *tail])
 
 
 # -- doctor ---------------------------------------------------------------------------

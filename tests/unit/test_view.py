@@ -55,3 +55,72 @@ def test_humanize_age():
     assert humanize_age(NOW - timedelta(seconds=42), NOW) == "42s"
     assert humanize_age(NOW - timedelta(days=3, hours=1), NOW) == "3d"
     assert humanize_age(None, NOW) == "-"
+
+
+# -- the live view: the core's events folded into what is shown ------------------------
+
+from devstack.engine import BuildEvent  # noqa: E402
+from devstack.live import LiveState  # noqa: E402
+from devstack.reconcile import Event  # noqa: E402
+from devstack.status import LiveFacts, load_live_facts, save_live_facts, with_live_facts  # noqa: E402
+from devstack.view import error_text, event_line  # noqa: E402
+
+
+def test_live_state_follows_a_change_from_save_to_healthy():
+    state = LiveState()
+    assert state.on_event(Event("watching", "watching ...", data={"folders": ["/p/nginx", "/p/final"]}))
+    state.on_event(Event("change", "changed final/Dockerfile: rebuild notebook and recreate the notebook container"))
+    assert "now: changed final/Dockerfile" in text_of(render_status(state.overlay(snapshot())))
+    state.on_event(Event("build", "Step 4/9 : RUN make", "notebook", build=BuildEvent(4, 9, "RUN make", "Step 4/9 : RUN make")))
+    assert not state.on_event(Event("build", "compiling", "notebook", build=BuildEvent(4, 9, "RUN make", "compiling")))
+    text = text_of(render_status(state.overlay(snapshot())))
+    assert "building notebook" in text and "step 4/9: RUN make" in text
+    state.on_event(Event("info", "built t (abc)", "notebook"))
+    state.on_event(Event("applied", "applied", data={"timeline": [("saved", 0.0), ("seen", 3.0), ("built", 2100.0),
+                                                                  ("healthy", 4200.0)]}))
+    text = text_of(render_status(state.overlay(snapshot())))
+    assert "last change: saved 0 ms  →  seen 3 ms  →  built 2100 ms  →  healthy 4200 ms" in text
+    assert "building" not in text and "now: watching /p/nginx, /p/final" in text
+
+
+def test_an_error_is_shown_in_full_until_a_change_applies():
+    state = LiveState()
+    state.on_event(Event("error", "building t failed at step 3/5 (RUN exit 3): non-zero code: 3",
+                         data={"tail": ["Step 3/5 : RUN exit 3", "the-last-words"]}))
+    text = text_of(render_status(state.overlay(snapshot())))
+    assert "last error" in text and "failed at step 3/5" in text and "| the-last-words" in text
+    state.on_event(Event("applied", "applied", data={"timeline": [("saved", 0.0), ("healthy", 300.0)]}))
+    assert "last error" not in text_of(render_status(state.overlay(snapshot())))
+
+
+def test_log_lines_keep_the_latest_only():
+    state = LiveState()
+    for i in range(30):
+        state.on_log(f"proxy | line {i}")
+    text = text_of(render_status(state.overlay(snapshot())))
+    assert "proxy | line 29" in text and "proxy | line 21" not in text
+
+
+def test_plain_lines_for_events():
+    assert event_line(Event("warning", "slow")) == "warning: slow"
+    assert event_line(Event("activity", "reloading")) == "now: reloading"
+    assert error_text(Event("error", "boom", data={"tail": ["a", "b"]})) == "boom\n  | a\n  | b"
+
+
+def test_json_carries_what_the_live_view_adds():
+    data = status_to_json(snapshot(build=BuildProgress("notebook", 2, 5, "COPY x"), logs=("proxy | hi",),
+                                   watching=("/p/nginx",), timeline=(("saved", 0.0), ("healthy", 12.34))))
+    assert data["build"] == {"image": "notebook", "step": 2, "total": 5, "instruction": "COPY x"}
+    assert data["logs"] == ["proxy | hi"] and data["watching"] == ["/p/nginx"]
+    assert data["timeline"][1] == {"step": "healthy", "ms": 12.3}
+
+
+def test_status_beside_a_watcher_reads_what_it_wrote(tmp_path):
+    facts = LiveFacts(activity="reloading", build=BuildProgress("base", 1, 3, "FROM x"), last_error="boom",
+                      timeline=(("saved", 0.0), ("healthy", 5.0)), watching=("/p",))
+    save_live_facts(tmp_path, facts)
+    assert load_live_facts(tmp_path) == facts  # written by this (living) process
+    shown = with_live_facts(snapshot(), load_live_facts(tmp_path))
+    assert shown.activity == "reloading" and shown.last_error == "boom"
+    (tmp_path / "live.json").write_text('{"pid": 999999999, "activity": "stale"}')
+    assert load_live_facts(tmp_path) is None  # its writer is gone: nothing is happening
