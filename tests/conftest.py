@@ -68,6 +68,16 @@ class Project:
                                  f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
+    def start(self, *args: str):  # noqa: ANN201 - helpers.Background
+        """Start the installed devstack CLI in the background (stdout is a pipe: plain lines)."""
+        from helpers import Background
+
+        full_env = {k: v for k, v in os.environ.items() if k not in self.settings}
+        full_env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen([sys.executable, "-m", "devstack", *args], cwd=self.dir, env=full_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return Background(process)
+
     @property
     def sifu_url(self) -> str:
         return f"http://127.0.0.1:{self.sifu_port}"

@@ -69,3 +69,65 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Background:
+    """A devstack command running in the background (no TTY: one plain line per event), its lines collected."""
+
+    def __init__(self, process):  # noqa: ANN001 - subprocess.Popen
+        import threading
+
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """Where the output is now: `wait_for_line(..., after=mark)` only looks at what comes next."""
+        with self._changed:
+            return len(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 60, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[after:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no line with {text!r} within {timeout}s; output so far:\n"
+                                         + "\n".join(self.lines))
+                self._changed.wait(min(left, 0.5))
+
+    def count(self, text: str, after: int = 0) -> int:
+        with self._changed:
+            return sum(text in line for line in self.lines[after:])
+
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (what Ctrl-C does in the foreground), then wait for the exit code."""
+        import signal
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        return self.process.returncode
