@@ -233,6 +233,8 @@ def _watch_until_stopped(controller, watcher, session: Session):  # noqa: ANN001
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         return run_live(controller, stop, console, watcher, reload_settings=session.load_settings)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
+        return controller
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -170,9 +170,9 @@ def run_live(
                       stop, watcher=watcher)
     state = LiveState()
     state_dir = controller.spec.state_dir
-    applier.start()
-    follow_events(controller, inbox, stop)
     try:
+        applier.start()
+        follow_events(controller, inbox, stop)
         if console.is_terminal:
             _show_live(applier, inbox, state, stop, console)
         else:

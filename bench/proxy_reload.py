@@ -1,0 +1,114 @@
+"""Benchmark 1: a saved proxy configuration -> the new configuration answering on both ports.
+
+devstack: a template saved while `devstack watch` runs (quiet period, render, `nginx -t` in
+the sidecar, swap, reload). Baseline, in the same run: the same change made by hand to the
+rendered files, then the proxy container restarted (`docker restart`) until it answers. Also
+shown: the same by hand with `docker exec ... nginx -s reload` instead of a restart.
+The clock starts before the file is written and stops when both 3334 and 3335 answer with
+the new configuration (a header that changes with each save), polled on fresh connections.
+
+    .venv/bin/python bench/proxy_reload.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from _common import docker, make_project, median, report, wait_until
+
+HEADER = "X-Devstack-Bench"
+
+
+def answering(project, value: str) -> bool:
+    """Both listeners answer with the new header (Sifu's health; Jupyter's gate, which is a 403 without
+    the cookie). A new connection each time, so that no keepalive connection to an old worker answers."""
+    for port, path in ((project.sifu_port, "/health"), (project.jupyter_port, "/api/status")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", path)
+            if connection.getresponse().getheader(HEADER) != value:
+                return False
+        except OSError:
+            return False
+        finally:
+            connection.close()
+    return True
+
+
+def set_header(files: list[Path], value: str) -> None:
+    for path in files:
+        text = path.read_text()
+        if HEADER in text:
+            text = re.sub(rf"{HEADER} \S+ always;", f"{HEADER} {value} always;", text)
+        else:
+            text = text.replace("    location / {", f"    add_header {HEADER} {value} always;\n    location / {{", 1)
+        path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
+    project = make_project(root, "proxy")
+    templates = project.own_templates()
+    sources = [templates / "sites-enabled" / "sifu.conf.j2", templates / "sites-enabled" / "jupyter.conf.j2"]
+    project.run("up", "-d")
+    proxy = f"{project.name}-proxy"
+    watch = project.start("watch")
+    devstack, restart, reload = [], [], []
+    try:
+        watch.wait_for_line("watching ")
+        started_at = docker("inspect", "-f", "{{.State.StartedAt}}", proxy).strip()
+        for run in range(args.runs):
+            # devstack: save the templates, wait for the new configuration to answer.
+            value = f"devstack-{run}"
+            mark = watch.mark()
+            start = time.perf_counter()
+            set_header(sources, value)
+            wait_until(lambda v=value: answering(project, v), interval=0.01, what="devstack's reload")
+            devstack.append(time.perf_counter() - start)
+            watch.wait_for_line("applied:", after=mark)
+            assert docker("inspect", "-f", "{{.State.StartedAt}}", proxy).strip() == started_at, "proxy restarted"
+
+            rendered = project.dir / ".devstack" / "proxy" / "current" / "sites-enabled"
+            rendered_files = [rendered / "sifu.conf", rendered / "jupyter.conf"]
+            # Baseline: edit the configuration nginx reads, restart the container by hand.
+            value = f"restart-{run}"
+            start = time.perf_counter()
+            set_header(rendered_files, value)
+            docker("restart", proxy)
+            wait_until(lambda v=value: answering(project, v), interval=0.01, what="the restarted proxy")
+            restart.append(time.perf_counter() - start)
+            started_at = docker("inspect", "-f", "{{.State.StartedAt}}", proxy).strip()
+
+            # For reference: the same edit with a reload by hand.
+            value = f"reload-{run}"
+            start = time.perf_counter()
+            set_header(rendered_files, value)
+            docker("exec", proxy, "nginx", "-s", "reload")
+            wait_until(lambda v=value: answering(project, v), interval=0.01, what="the reload by hand")
+            reload.append(time.perf_counter() - start)
+            time.sleep(0.3)
+    finally:
+        watch.stop()
+        project.down()
+    ratio = median(devstack) / median(restart)
+    report("proxy_reload", "Benchmark 1: proxy configuration saved -> new configuration answering on 3334 and 3335", [
+        ("devstack watch (save -> answering)", devstack, "s"),
+        ("baseline: docker restart proxy", restart, "s"),
+        ("reference: docker exec nginx -s reload", reload, "s"),
+    ], {"ratio_devstack_to_restart": round(ratio, 3),
+        "ratio_devstack_to_reload_by_hand": round(median(devstack) / median(reload), 3),
+        "target_median_s": 0.3, "target_met": median(devstack) <= 0.3},
+        command=f"python bench/proxy_reload.py --runs {args.runs}")
+
+
+if __name__ == "__main__":
+    main()
