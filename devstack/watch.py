@@ -170,8 +170,8 @@ class ChangePlan:
         return ("notebook",) if self.notebook else ()
 
     def steps(self) -> list[str]:
-        """The actions, least disruptive last, in words. A recreate (settings or image) rewrites the proxy
-        configuration and restarts Sifu anyway, so those are then left out."""
+        """The actions, in the order they are applied, in words. (A recreate of the notebook container
+        also restarts Sifu, so the applier then skips the Sifu restart.)"""
         steps = []
         if self.settings:
             steps.append("resolve the settings again and recreate only the containers whose spec changed")
@@ -565,7 +565,10 @@ class Applier:
             self._say("error", f"{request.reason}: {exc}", tail=[], step="")
 
     def _say(self, kind: str, message: str, **data: Any) -> None:
-        self.notify(Event(kind, self.controller.redact(message), data=data))
+        redact = self.controller.redact
+        if "tail" in data:  # a build's output or a container's log lines can carry a secret too
+            data["tail"] = [redact(str(line)) for line in data["tail"]]
+        self.notify(Event(kind, redact(message), data=data))
 
 
 def plan_paths(paths: tuple[str, ...], plan: ChangePlan) -> list[str]:

@@ -383,3 +383,14 @@ def test_timeline_counts_from_the_save():
     timeline.mark("seen", 100.012)
     timeline.mark("healthy", 100.5)
     assert [(label, round(ms)) for label, ms in timeline.steps] == [("seen", 12), ("healthy", 500)]
+
+
+def test_an_error_shown_in_full_carries_no_secret(layout):
+    project, _ = layout
+    failure = BuildError("building t failed at step 2/3 (RUN fetch)", step="RUN fetch",
+                         tail=["cloning https://x-access-token:ghp_canary@github.com/o/sifu"])
+    applier, controller, events, clock = make_applier(layout, builds=[failure])
+    controller.redact = lambda text: text.replace("ghp_canary", "********")
+    save(applier, project / "final" / "Dockerfile")
+    drain(applier, clock)
+    assert "ghp_canary" not in repr([(e.message, e.data) for e in events])
