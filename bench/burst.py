@@ -80,7 +80,7 @@ def main() -> None:
             mark, counted = watch.mark(), counter.count
             burst_seconds.append(write_burst(context / f"burst-{run}", args.files))
             watch.wait_for_line("applied:", after=mark, timeout=600)
-            time.sleep(3)  # anything still to come would have shown by now (quiet period 0.2 s)
+            time.sleep(3)  # anything still to come would have shown by now (quiet period 0.1 s)
             single_builds.append(watch.count("build notebook:", after=mark))
             events.append(counter.count - counted)
             built.add(notebook_image())

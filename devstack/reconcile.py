@@ -126,7 +126,8 @@ class Controller:
         self._connect = connect
         self._engine: Engine | None = None
         self.proxy_store = ProxyConfigStore(self.spec.proxy.config_dir)
-        self._proxy_shell: tuple[str, ContainerShell] | None = None  # (sidecar ID, shell open in it)
+        # (the sidecar's ID and start time, a shell open in it): a restart ends the shell, so it keys it too.
+        self._proxy_shell: tuple[tuple[str, Any], ContainerShell] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -446,11 +447,12 @@ class Controller:
         """Run a command in the sidecar through a shell kept open there (watching reloads often);
         a plain exec when that shell cannot be had."""
         shell = self._proxy_shell
-        if shell is None or shell[0] != proxy.id:
+        key = (proxy.id, proxy.started_at)
+        if shell is None or shell[0] != key:
             if shell is not None:
                 shell[1].close()
             try:
-                self._proxy_shell = shell = (proxy.id, self.engine.open_shell(proxy.id, proxy.name))
+                self._proxy_shell = shell = (key, self.engine.open_shell(proxy.id, proxy.name))
             except EngineError:
                 self._proxy_shell = None
                 return self.engine.exec(proxy.id, argv)

@@ -154,7 +154,7 @@ def test_a_burst_of_files_gives_one_build(project, docker_client):
                 (burst / f"file-{i}.txt").write_text(f"{uuid.uuid4().hex}\n")
             assert time.monotonic() - started < 1.0
             watch.wait_for_line("applied:", after=mark, timeout=300)
-            time.sleep(2)  # anything still to come would have been seen by now (quiet period: 0.2 s)
+            time.sleep(2)  # anything still to come would have been seen by now (quiet period: 0.1 s)
             assert watch.count("build notebook:", after=mark) == 1, watch.output()
             assert watch.count("changed final/", after=mark) == 1
             built.add(docker_client.containers.get(f"{project.name}-notebook").image.id)
