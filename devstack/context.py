@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import stat
 import tarfile
@@ -110,21 +111,48 @@ def file_holding_secret(image: ImageSpec, secrets: dict[str, str]) -> tuple[Cont
     return None
 
 
-def context_tar(image: ImageSpec) -> IO[bytes]:
-    """The context as an uncompressed tar in a temporary file, owned by root inside."""
+def context_tar(image: ImageSpec, labels: dict[str, str] | None = None) -> IO[bytes]:
+    """The context as an uncompressed tar in a temporary file, owned by root inside.
+
+    `labels` are appended to the Dockerfile that is sent (the user's file is not touched) as one
+    LABEL instruction: labels passed through the API cost the classic builder one step, a
+    container and a commit, each (about 0.15 s apiece here).
+    """
     fileobj = tempfile.TemporaryFile()
     with tarfile.open(fileobj=fileobj, mode="w") as tar:
         for item in context_files(image):
             info = tar.gettarinfo(str(item.path), arcname=item.arcname)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
-            if info.isfile():
+            if info.isfile() and labels and item.arcname == image.dockerfile:
+                data = with_label_instruction(item.path.read_bytes(), labels)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            elif info.isfile():
                 with open(item.path, "rb") as handle:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
     fileobj.seek(0)
     return fileobj
+
+
+def label_instruction(labels: dict[str, str]) -> str:
+    return "LABEL " + " ".join(f"{json.dumps(key)}={json.dumps(value)}" for key, value in sorted(labels.items()))
+
+
+def with_label_instruction(dockerfile: bytes, labels: dict[str, str]) -> bytes:
+    """The Dockerfile with one LABEL line at its end, which applies to the image its last stage makes."""
+    body = dockerfile.rstrip()
+    return body + b"\n" + label_instruction(labels).encode() + b"\n"
+
+
+def labels_fit_in_dockerfile(path: Path) -> bool:
+    """A last line continued with a backslash would swallow an appended line: the API must label it."""
+    try:
+        return not path.read_bytes().rstrip().endswith(b"\\")
+    except OSError:
+        return False
 
 
 def _walk_files(folder: Path) -> Iterator[Path]:

@@ -195,8 +195,12 @@ class Controller:
         def on_event(event: BuildEvent) -> None:
             self.notify(Event("build", self.redact(event.line), image.name, build=event))
 
-        with build_context.context_tar(image) as tar:
-            image_id = self.engine.build(tar, image.tag, dict(image.build_args), labels, no_cache, on_event)
+        if build_context.labels_fit_in_dockerfile(image.context / image.dockerfile):
+            in_dockerfile, by_api = labels, {}
+        else:
+            in_dockerfile, by_api = {}, labels
+        with build_context.context_tar(image, labels=in_dockerfile) as tar:
+            image_id = self.engine.build(tar, image.tag, dict(image.build_args), by_api, no_cache, on_event)
         self._say("info", f"built {image.tag} ({image_id.removeprefix('sha256:')[:12]})", image.name)
         return image_id
 

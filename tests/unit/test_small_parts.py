@@ -71,3 +71,17 @@ def test_overlay_replaces_a_folder_of_the_context(tmp_path):
     with context_tar(image) as handle:
         names = tarfile.open(fileobj=io.BytesIO(handle.read())).getnames()
     assert names == ["Dockerfile", "sifu/app.py"]
+
+
+def test_labels_travel_as_one_instruction_appended_to_the_dockerfile_sent(tmp_path):
+    from devstack.context import labels_fit_in_dockerfile
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCMD [\"x\"]")
+    image = ImageSpec("notebook", "t", tmp_path)
+    with context_tar(image, labels={"devstack.image": "notebook", "devstack.context-hash": "abc"}) as handle:
+        sent = tarfile.open(fileobj=io.BytesIO(handle.read())).extractfile("Dockerfile").read().decode()
+    assert sent == 'FROM scratch\nCMD ["x"]\nLABEL "devstack.context-hash"="abc" "devstack.image"="notebook"\n'
+    assert (tmp_path / "Dockerfile").read_text() == "FROM scratch\nCMD [\"x\"]"  # the user's file is untouched
+    assert labels_fit_in_dockerfile(tmp_path / "Dockerfile")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nRUN true \\\n")
+    assert not labels_fit_in_dockerfile(tmp_path / "Dockerfile")
