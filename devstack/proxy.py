@@ -132,6 +132,34 @@ def _read(path: Path) -> str:
         raise ProxyConfigError(f"{path}: cannot read this proxy file ({exc}); fix or remove it") from None
 
 
+# Run in the sidecar: SIGHUP to nginx's master (PID 1), then wait until none of the workers that
+# were there before still accepts connections. nginx starts new workers, sleeps 100 ms, then tells
+# the old ones to quit (they are renamed "... is shutting down" and finish only the requests they
+# hold, websockets included); until then a new connection may still get the old configuration.
+# Exit 1: the signal could not be sent; exit 3: old workers still accepting after 5 s.
+RELOAD_AND_WAIT = r"""
+workers() {
+    for c in /proc/[0-9]*/cmdline; do
+        [ "$(tr -d '\0' 2>/dev/null < "$c")" = "nginx: worker process" ] && { c=${c#/proc/}; echo "${c%/cmdline}"; }
+    done
+}
+old=$(workers)
+kill -HUP 1 || exit 1
+i=0
+while [ "$i" -lt 500 ]; do
+    left=""
+    for p in $old; do
+        [ "$(tr -d '\0' 2>/dev/null < "/proc/$p/cmdline")" = "nginx: worker process" ] && left="$left $p"
+    done
+    [ -z "$left" ] && exit 0
+    sleep 0.01
+    i=$((i + 1))
+done
+echo "old workers$left still accept connections"
+exit 3
+"""
+
+
 @functools.lru_cache(maxsize=8)
 def _environment(root: Path) -> jinja2.Environment:
     """One environment per templates folder: compiled templates are kept between renders and

@@ -22,7 +22,7 @@ from .eb import docker_envs_text
 from .errors import ConfigError, ConflictError, EngineError, NotReady, ProxyConfigError
 from .lint import Finding, lint_stack
 from .probes import ProbeResult, check_once, list_kernels, stack_probes, wait_until_ready
-from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
+from .proxy import RELOAD_AND_WAIT, ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .redact import Redactor
 from .settings import Settings
 from .sifu import fetch_sifu_source, with_sifu_source
@@ -395,8 +395,12 @@ class Controller:
                 raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: "
                                        + explain_nginx_error(output, generation, rendered))
             self.proxy_store.activate(generation)
-            # SIGHUP to nginx's master (PID 1): re-read the configuration, no dropped connections.
-            code, output = self._in_proxy(proxy, ["kill", "-HUP", "1"])
+            # SIGHUP to nginx's master: re-read the configuration, no dropped connections; done when
+            # no worker of the old configuration accepts connections any more.
+            code, output = self._in_proxy(proxy, ["sh", "-c", RELOAD_AND_WAIT])
+            if code == 3:
+                raise ProxyConfigError(f"nginx was told to load {generation} but its old workers still accept "
+                                       f"connections after 5 s ({output.strip()}): see `devstack logs proxy`")
             if code != 0:
                 self.engine.signal(proxy.id, proxy.name, "SIGHUP")
             self._say("proxy", f"proxy configuration {generation} checked and reloaded (notebook at {ip})", "proxy")

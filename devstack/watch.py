@@ -409,7 +409,11 @@ class Applier:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - a bug must not end watching silently
+                self._say("error", f"devstack failed while applying a change ({type(exc).__name__}: {exc}); "
+                                   "still watching: save again to retry")
 
     def step(self, idle_wait: float = 1.0) -> None:
         """One turn: wait for a path (or the due time), take everything queued, apply what is due."""
