@@ -107,7 +107,7 @@ def main() -> None:
     ratio = median(devstack) / median(restart)
     report("proxy_reload", "Benchmark 1: proxy configuration saved -> new configuration answering on 3334 and 3335", [
         ("devstack watch (save -> answering)", devstack, "s"),
-        ("  of which devstack's own: save -> nginx reloaded (its timeline)", reported, "s"),
+        ("  devstack's own timeline: save -> reloaded (old workers no longer accepting)", reported, "s"),
         ("baseline: docker restart proxy", restart, "s"),
         ("reference: docker exec nginx -s reload", reload, "s"),
     ], {"ratio_devstack_to_restart": round(ratio, 3),
