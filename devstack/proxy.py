@@ -88,8 +88,6 @@ def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[s
     """Every file of devstack's template tree: `*.j2` through Jinja2, others verbatim."""
     root = proxy.server_templates
     if not root.is_dir():
-        from .errors import ProxyConfigError
-
         raise ProxyConfigError(f"{root}: the proxy templates folder does not exist: point PROXY_TEMPLATES "
                                "at a tree like devstack's nginx/, or leave it empty for the bundled one")
     env = _environment(root)

@@ -114,24 +114,33 @@ class WatchTargets:
     """What devstack watches, and what each place means."""
 
     env_file: Path
-    proxy_sources: tuple[Path, ...]  # folders of proxy configuration
+    # Every folder proxy configuration comes from, existing or not: devstack's templates and the
+    # project's own EB folders (.ebextensions/.nginx/..., .platform/nginx/...).
+    proxy_sources: tuple[Path, ...]
     contexts: tuple[ImageContext, ...]  # base first
     sifu_src: Path | None
     ignored_dirs: tuple[Path, ...]  # the notebooks folder and devstack's own .devstack/
 
     def roots(self) -> list[tuple[Path, bool]]:
-        """(folder, recursive) to schedule; a folder inside another recursive one is not scheduled twice."""
-        recursive = [*self.proxy_sources, *(c.folder for c in self.contexts)]
+        """(folder, recursive) to schedule, for the folders that exist now; a folder inside another
+        recursive one is not scheduled twice. A proxy folder that does not exist yet is watched for
+        through its nearest existing parent inside the project, so that creating it is seen."""
+        project = self.env_file.parent
+        wanted = [*self.proxy_sources, *(c.folder for c in self.contexts)]
         if self.sifu_src is not None:
-            recursive.append(self.sifu_src)
+            wanted.append(self.sifu_src)
         unique: list[Path] = []
-        for folder in sorted(set(recursive), key=lambda p: len(p.parts)):
+        for folder in sorted({f for f in wanted if f.is_dir()}, key=lambda p: len(p.parts)):
             if not any(_inside(folder, kept) for kept in unique):
                 unique.append(folder)
-        roots = [(folder, True) for folder in unique]
-        if not any(_inside(self.env_file, folder) for folder in unique):
-            roots.insert(0, (self.env_file.parent, False))
-        return roots
+        flat = {project}
+        for folder in self.proxy_sources:
+            if not folder.is_dir():
+                parent = next((p for p in folder.parents if p.is_dir()), None)
+                if parent is not None and _inside(parent, project):
+                    flat.add(parent)
+        roots = [(folder, False) for folder in sorted(flat) if not any(_inside(folder, kept) for kept in unique)]
+        return roots + [(folder, True) for folder in unique]
 
 
 def watch_targets(settings: Settings, controller: Controller) -> WatchTargets:
@@ -146,7 +155,7 @@ def watch_targets(settings: Settings, controller: Controller) -> WatchTargets:
         ignored.append(spec.notebooks_dir)
     return WatchTargets(
         env_file=settings.project_dir / ENV_FILE,
-        proxy_sources=(spec.proxy.server_templates,),
+        proxy_sources=(spec.proxy.server_templates, *spec.proxy.sources),
         contexts=contexts,
         sifu_src=settings.sifu_src_path,
         ignored_dirs=tuple(ignored),
@@ -207,6 +216,12 @@ def classify(paths: Iterable[str], targets: WatchTargets) -> ChangePlan:
     """Map changed paths to what they mean. Pure: paths are compared, never read."""
     kinds: dict[str, list[str]] = {"settings": [], "proxy": [], "base": [], "notebook": [], "sifu": [],
                                    "ignored": []}
+    project = targets.env_file.parent
+
+    def shown(folder: Path, rel: str) -> str:
+        """As the user knows the file: from the project folder, or from the folder's name outside it."""
+        return (folder / rel).relative_to(project).as_posix() if _inside(folder, project) else f"{folder.name}/{rel}"
+
     for raw in paths:
         path = Path(raw)
         matched = False
@@ -217,17 +232,21 @@ def classify(paths: Iterable[str], targets: WatchTargets) -> ChangePlan:
             for folder in targets.proxy_sources:
                 rel = _relevant(path, folder)
                 if rel is not None:
-                    kinds["proxy"].append(_shown(folder, rel))
+                    kinds["proxy"].append(shown(folder, rel))
+                    matched = True
+                if path in folder.parents and _inside(path, project) and not is_noise(path.name):
+                    # A folder on the way to a proxy folder came or went (`mkdir -p .platform/nginx/conf.d`).
+                    kinds["proxy"].append(path.relative_to(project).as_posix())
                     matched = True
             if targets.sifu_src is not None:
                 rel = _relevant(path, targets.sifu_src)
                 if rel is not None:
-                    kinds["sifu"].append(_shown(targets.sifu_src, rel))
+                    kinds["sifu"].append(shown(targets.sifu_src, rel))
                     matched = True
             for ctx in targets.contexts:
                 rel = _relevant(path, ctx.folder)
                 if rel is not None and not dockerignore_excludes(list(ctx.dockerignore), rel):
-                    kinds[ctx.image].append(_shown(ctx.folder, rel))
+                    kinds[ctx.image].append(shown(ctx.folder, rel))
                     matched = True
         if not matched:
             kinds["ignored"].append(raw)
@@ -251,10 +270,6 @@ def _relevant(path: Path, folder: Path) -> str | None:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
-
-
-def _shown(folder: Path, rel: str) -> str:
-    return f"{folder.name}/{rel}"
 
 
 # -- the observer ---------------------------------------------------------------------
@@ -399,7 +414,7 @@ class Applier:
 
     def start(self) -> threading.Thread:
         if self.watcher is not None:
-            if self.watcher.roots != [root for root in self.targets.roots() if root[0].is_dir()]:
+            if self.watcher.roots != self.targets.roots():
                 self._watch_targets()
             else:
                 self._announce_roots()
@@ -438,6 +453,8 @@ class Applier:
             # Made again for each batch: an edited .dockerignore counts from the next save on.
             self.targets = watch_targets(self.controller.settings, self.controller)
             plan = classify(paths, self.targets)
+            if self.watcher is not None and self.watcher.roots != self.targets.roots():
+                self._watch_targets()  # a watched folder appeared or went away
             if not plan.empty:
                 with self.busy:
                     self.apply(plan, change_timeline(plan_paths(paths, plan), seen))
@@ -500,6 +517,7 @@ class Applier:
                 acted = True
         if plan.proxy:
             self._say("activity", "checking the proxy configuration (nginx -t) and reloading nginx")
+            controller.report_lint()  # the project's EB files: findings shown, as `up` shows them
             if controller.refresh_proxy():
                 timeline.mark("reloaded")
                 acted = True

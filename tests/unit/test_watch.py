@@ -108,6 +108,9 @@ def test_each_kind_of_file_maps_to_its_least_disruptive_action(layout):
     project, targets = layout
     assert classify([str(project / "proxy" / "sites-enabled" / "x.conf.j2")], targets) == ChangePlan(
         proxy=("proxy/sites-enabled/x.conf.j2",))
+    eb = classify([str(project / ".ebextensions" / ".nginx" / "proxy" / "sifu.conf")], targets)
+    assert eb == ChangePlan(proxy=(".ebextensions/.nginx/proxy/sifu.conf",))
+    assert classify([str(project / ".platform" / "nginx" / "conf.d" / "headers.conf")], targets).proxy
     assert classify([str(project / ".env")], targets).settings == (".env",)
     base = classify([str(project / "base" / "Dockerfile")], targets)
     assert base.base and base.images == ("base", "notebook")
@@ -209,6 +212,9 @@ class FakeController:
 
     def restart_sifu(self):
         self.calls.append("restart_sifu")
+
+    def report_lint(self):
+        return []
 
     def busy_kernels(self):
         self.calls.append("busy_kernels")
@@ -394,3 +400,16 @@ def test_an_error_shown_in_full_carries_no_secret(layout):
     save(applier, project / "final" / "Dockerfile")
     drain(applier, clock)
     assert "ghp_canary" not in repr([(e.message, e.data) for e in events])
+
+
+def test_a_project_proxy_folder_is_watched_for_before_it_exists(layout):
+    project, targets = layout
+    (project / ".ebextensions").mkdir()  # other EB configuration, no .nginx yet
+    roots = dict(targets.roots())
+    assert roots[project] is False and roots[project / ".ebextensions"] is False  # its creation will be seen
+    assert project / ".platform" not in roots
+    created = classify([str(project / ".platform"), str(project / ".ebextensions" / ".nginx")], targets)
+    assert created.proxy == (".platform", ".ebextensions/.nginx")
+    assert classify([str(project / ".ebextensions" / "01_eb_files.config")], targets).empty
+    (project / ".platform" / "nginx" / "conf.d").mkdir(parents=True)
+    assert dict(targets.roots())[project / ".platform" / "nginx" / "conf.d"] is True
