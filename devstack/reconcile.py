@@ -129,6 +129,11 @@ class Controller:
         # (the sidecar's ID and start time, a shell open in it): a restart ends the shell, so it keys it too.
         self._proxy_shell: tuple[tuple[str, Any], ContainerShell] | None = None
 
+    def describe_again(self) -> None:
+        """Describe the stack anew from the same settings: the project's own proxy files are found
+        when it is described, so a watcher does this when one comes, changes or goes."""
+        self.spec = describe_stack(self.settings, *host_ids(self.settings.notebooks_path))
+
     @property
     def engine(self) -> Engine:
         if self._engine is None:

@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -255,3 +256,29 @@ def test_watch_needs_a_running_stack(project):
     result = project.run("watch", check=False)
     assert result.returncode != 0
     assert f"{project.name}-notebook" in result.stderr and "devstack up -d" in result.stderr
+
+
+def test_the_projects_own_eb_proxy_files_are_watched_even_when_created_while_watching(project, docker_client):
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "eb-al2"
+    project.run("up", "-d")
+    before = container(docker_client, f"{project.name}-proxy")
+    watch = project.start("watch")
+    try:
+        watch.wait_for_line("watching ")
+        mark = watch.mark()
+        shutil.copytree(fixtures / ".platform", project.dir / ".platform")  # a folder EB reads, new
+        watch.wait_for_line("applied:", after=mark)
+        response = httpx.get(f"{project.sifu_url}/health", trust_env=False)
+        assert response.status_code == 200 and response.headers["x-platform-conf"] == "al2-fixture"
+
+        mark = watch.mark()
+        headers = project.dir / ".platform" / "nginx" / "conf.d" / "fixture-headers.conf"
+        headers.write_text(headers.read_text().replace('"al2-fixture"', '"edited-while-watching"'))
+        changed = watch.wait_for_line("changed ", after=mark)
+        assert ".platform/nginx/conf.d/fixture-headers.conf" in changed
+        watch.wait_for_line("applied:", after=mark)
+        assert httpx.get(f"{project.sifu_url}/health", trust_env=False).headers["x-platform-conf"] == \
+            "edited-while-watching"
+        assert container(docker_client, f"{project.name}-proxy") == before
+    finally:
+        watch.stop()

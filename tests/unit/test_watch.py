@@ -216,6 +216,9 @@ class FakeController:
     def report_lint(self):
         return []
 
+    def describe_again(self):
+        pass
+
     def busy_kernels(self):
         self.calls.append("busy_kernels")
         return self.busy.pop(0) if self.busy else []
