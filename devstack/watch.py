@@ -518,7 +518,8 @@ class Applier:
         if plan.proxy:
             self._say("activity", "checking the proxy configuration (nginx -t) and reloading nginx")
             controller.describe_again()  # which of the project's EB proxy files exist now
-            controller.report_lint()  # the project's EB files: findings shown, as `up` shows them
+            if controller.spec.proxy.project_files.any:
+                controller.report_lint()  # findings on the project's EB files, as `up` shows them
             if controller.refresh_proxy():
                 timeline.mark("reloaded")
                 acted = True
