@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import signal
 import sys
 import threading
@@ -311,41 +310,10 @@ def logs(
         raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
     if tail != "all" and not tail.isdigit():
         raise DevstackError(f"--tail {tail!r}: give a number of lines or 'all'")
-    controller = _session(ctx).controller()
-    engine = controller.engine
-    targets = []
-    for spec in controller.spec.services:
-        if service in (None, spec.name):
-            found = engine.container(spec.container_name)
-            if found is not None:
-                targets.append((spec.name, found))
-    if not targets:
-        raise DevstackError(f"no container of project {controller.spec.project} to show: run `devstack up`")
-    lines: queue.Queue[str | None] = queue.Queue()
-    width = max(len(name) for name, _ in targets)
-
-    def pump(name: str, container) -> None:  # noqa: ANN001
-        buffer = b""
-        for chunk in engine.logs(container.id, tail=int(tail) if tail.isdigit() else "all", follow=follow):
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                lines.put(f"{name.ljust(width)} | {raw.decode('utf-8', 'replace')}")
-        if buffer:
-            lines.put(f"{name.ljust(width)} | {buffer.decode('utf-8', 'replace')}")
-        lines.put(None)
-
-    threads = [threading.Thread(target=pump, args=target, daemon=True) for target in targets]
-    for thread in threads:
-        thread.start()
-    finished = 0
+    lines = _session(ctx).controller().stream_logs(service, int(tail) if tail.isdigit() else "all", follow)
     try:
-        while finished < len(threads):
-            line = lines.get()
-            if line is None:
-                finished += 1
-            else:
-                console.out(redact(line), highlight=False)
+        for line in lines:
+            console.out(line, highlight=False)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

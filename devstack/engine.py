@@ -422,10 +422,21 @@ class Engine:
                 return -1
             time.sleep(0.05)
 
-    def logs(self, container_id: str, tail: int | str = "all", follow: bool = False,
-             timestamps: bool = False) -> Iterator[bytes]:
-        return self._guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
-                           timestamps=timestamps, what=f"container {container_id[:12]}")
+    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
+        """A container's log as text lines: the engine's chunks may hold several lines, or part of one."""
+        chunks = self._guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
+                             what=f"container {container_id[:12]}")
+        buffer = b""
+        try:
+            for chunk in chunks:
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    yield raw.decode("utf-8", "replace").rstrip("\r")
+        except Exception as exc:  # noqa: BLE001 - the stream broke (container removed, engine gone)
+            raise self._translate(exc, f"container {container_id[:12]}") from None
+        if buffer:
+            yield buffer.decode("utf-8", "replace")
 
     def events(self, project: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """The engine's event stream for this project's containers (blocking iterator)."""

@@ -119,17 +119,13 @@ def follow_logs(controller: Controller, service: str, container_id: str, sink: q
     """One container's log stream, line by line, redacted, without devstack's own probes."""
 
     def pump() -> None:
-        buffer = b""
         try:
-            for chunk in controller.engine.logs(container_id, tail=LOG_LINES, follow=True):
+            for line in controller.engine.log_lines(container_id, tail=LOG_LINES, follow=True):
                 if stop.is_set():
                     return
-                buffer += chunk
-                *complete, buffer = buffer.split(b"\n")
-                for raw in complete:
-                    line = raw.decode("utf-8", "replace").rstrip()
-                    if line and not is_probe_line(line):
-                        sink.put(LogLine(f"{service} | {controller.redact(line)}"))
+                line = line.rstrip()
+                if line and not is_probe_line(line):
+                    sink.put(LogLine(f"{service} | {controller.redact(line)}"))
         except DevstackError:
             return  # the container went away: its successor gets a follower of its own
 

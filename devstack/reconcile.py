@@ -10,8 +10,10 @@ changes nothing the second time.
 from __future__ import annotations
 
 import os
+import queue
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -519,9 +521,36 @@ class Controller:
             found = self.engine.container(spec.container_name)
             if found is None:
                 continue
-            raw = b"".join(self.engine.logs(found.id, tail=lines)).decode("utf-8", "replace")
-            collected += [f"{spec.name} | {self.redact(line)}" for line in raw.splitlines() if line.strip()]
+            collected += [f"{spec.name} | {self.redact(line)}" for line in self.engine.log_lines(found.id, tail=lines)
+                          if line.strip()]
         return collected
+
+    def stream_logs(self, service: str | None, tail: int | str, follow: bool) -> Iterator[str]:
+        """The logs of the stack's containers (one service, or all) as `service | line`, redacted,
+        merged in the order lines arrive."""
+        targets = [(spec.name, found) for spec in self.spec.services if service in (None, spec.name)
+                   if (found := self.engine.container(spec.container_name)) is not None]
+        if not targets:
+            raise EngineError(f"no container of project {self.spec.project} to show: run `devstack up`")
+        width = max(len(name) for name, _ in targets)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump(name: str, container_id: str) -> None:
+            try:
+                for line in self.engine.log_lines(container_id, tail=tail, follow=follow):
+                    lines.put(f"{name.ljust(width)} | {self.redact(line)}")
+            finally:
+                lines.put(None)  # this stream is done
+
+        for name, found in targets:
+            threading.Thread(target=pump, args=(name, found.id), name=f"devstack-logs-{name}", daemon=True).start()
+        finished = 0
+        while finished < len(targets):
+            line = lines.get()
+            if line is None:
+                finished += 1
+            else:
+                yield line
 
     def probe(self) -> list[ProbeResult]:
         secrets = load_secrets(self.settings)

@@ -1,7 +1,6 @@
 import importlib.util
 import io
 import tarfile
-from pathlib import Path
 
 from devstack import assets
 from devstack.context import context_files, context_hash, context_tar
