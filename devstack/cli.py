@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,8 +27,11 @@ app = typer.Typer(
     help="Run the Elastic Beanstalk Jupyter deployment (Sifu + Jupyter behind EB's nginx) on this machine.",
 )
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped into a file or another program, rich would assume 80 columns and cut the status table's
+# cells; without a terminal (and no COLUMNS), give tables room instead. They only grow as wide as needed.
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+console = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 # Every secret devstack learns is added here, so that no message it prints carries one.
 redact = Redactor()
 
