@@ -178,31 +178,3 @@ def stack_answers(project) -> bool:  # noqa: ANN001 - BenchProject
     spec = describe_stack(settings, *host_ids(settings.notebooks_path))
     probes = stack_probes(spec, project.secret("sifu_secret"), project.secret("jupyter_token"))
     return all(result.ok for result in check_once(probes, timeout=2))
-
-
-def execute(client, jupyter_url: str, kernel_id: str, code: str, timeout: float = 60) -> str:  # noqa: ANN001
-    """Run `code` in an existing kernel over its websocket; the text result."""
-    import websocket
-
-    cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-    ws = websocket.create_connection(jupyter_url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels",
-                                     header=[f"Cookie: {cookie}"], origin=jupyter_url, timeout=timeout)
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "bench", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False},
-        }))
-        while True:
-            message = json.loads(ws.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "execute_result":
-                return message["content"]["data"]["text/plain"]
-            if message["msg_type"] == "error":
-                return f"error: {message['content']['ename']}"
-    finally:
-        ws.close()

@@ -23,11 +23,14 @@ def xsrf_headers(client: httpx.Client) -> dict[str, str]:
     return {"X-XSRFToken": client.cookies.get("_xsrf") or ""}
 
 
-def run_cell(client: httpx.Client, jupyter_url: str, code: str, timeout: float = 60) -> str:
-    """Start a kernel, execute `code` over the kernel's websocket, return the text result."""
+def start_kernel(client: httpx.Client, jupyter_url: str) -> str:
     started = client.post(f"{jupyter_url}/api/kernels", json={"name": "python3"}, headers=xsrf_headers(client))
     assert started.status_code == 201, started.text
-    kernel_id = started.json()["id"]
+    return started.json()["id"]
+
+
+def execute(client: httpx.Client, jupyter_url: str, kernel_id: str, code: str, timeout: float = 60) -> str:
+    """Execute `code` in a running kernel over its websocket, as the notebook page does; the text result."""
     cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
     ws_url = jupyter_url.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
     ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], origin=jupyter_url, timeout=timeout)
@@ -52,6 +55,14 @@ def run_cell(client: httpx.Client, jupyter_url: str, code: str, timeout: float =
         raise AssertionError(f"no result for {code!r} within {timeout}s")
     finally:
         ws.close()
+
+
+def run_cell(client: httpx.Client, jupyter_url: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel, execute `code` over the kernel's websocket, return the text result."""
+    kernel_id = start_kernel(client, jupyter_url)
+    try:
+        return execute(client, jupyter_url, kernel_id, code, timeout)
+    finally:
         client.delete(f"{jupyter_url}/api/kernels/{kernel_id}", headers=xsrf_headers(client))
 
 
