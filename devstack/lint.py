@@ -78,7 +78,7 @@ def lint_stack(spec: StackSpec, settings: Settings) -> list[Finding]:
                          "point it at an existing file or remove it: EB's `cp` and nginx both fail on it",
                          "dangling-symlink")
                  for path in spec.proxy.project_files.dangling]
-    frame = frame_finding(settings.edx_host, spec.probe_host, settings.bind_address, settings.sifu_port)
+    frame = frame_finding(settings.edx_host, spec.public_host, settings.bind_address, settings.sifu_port)
     if frame is not None:
         findings.append(frame)
     return findings

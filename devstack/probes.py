@@ -46,7 +46,7 @@ class ProbeResult:
 
 def stack_probes(spec: StackSpec, sifu_secret: str, jupyter_token: str) -> list[Probe]:
     """Sifu's health on the Sifu port; Jupyter's status on the Jupyter port, gated and with the cookie."""
-    urls = spec.urls()
+    urls = spec.urls(spec.probe_host)
     cookie = {COOKIE_NAME: sign_cookie(sifu_secret)}
     return [
         Probe("Sifu through the proxy", urls["sifu"] + "health", 200),
@@ -58,7 +58,7 @@ def stack_probes(spec: StackSpec, sifu_secret: str, jupyter_token: str) -> list[
 
 def list_kernels(spec: StackSpec, sifu_secret: str, jupyter_token: str, timeout: float = 3.0) -> list[dict]:
     """Jupyter's running kernels (id, execution_state, ...), asked through the proxy as a user would."""
-    url = spec.urls()["jupyter"] + "api/kernels"
+    url = spec.urls(spec.probe_host)["jupyter"] + "api/kernels"
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
         response = client.get(url, cookies={COOKIE_NAME: sign_cookie(sifu_secret)},
                               headers={"Authorization": f"token {jupyter_token}"})

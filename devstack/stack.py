@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .eb import DockerEnvsRequest, ProjectProxyFiles, docker_envs_request, find_project_proxy_files, proxy_source_folders
 from .errors import ConfigError
@@ -187,8 +188,19 @@ class StackSpec:
         bind = self.proxy.bind_address
         return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
-    def urls(self) -> dict[str, str]:
-        host = self.probe_host
+    @property
+    def public_host(self) -> str:
+        """The host people open: edX's own loopback name when the proxy answers on loopback, so that
+        the notebook and the edX page framing it are one site and the browser keeps their cookies;
+        otherwise the address the ports are published on."""
+        edx_host = urlsplit(self.proxy.edx_origin).hostname or ""
+        if edx_host in LOOPBACK_NAMES and edx_host != "0.0.0.0" and self.probe_host in ("127.0.0.1", "::1"):
+            return edx_host
+        return self.probe_host
+
+    def urls(self, host: str | None = None) -> dict[str, str]:
+        """The stack's URLs on the public host (or another one: probes use `probe_host`)."""
+        host = host or self.public_host
         host = f"[{host}]" if ":" in host else host
         return {
             "sifu": f"http://{host}:{self.proxy.sifu_port}/",

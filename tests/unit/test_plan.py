@@ -76,3 +76,16 @@ def test_kernel_idle_wait_must_be_a_number_of_seconds(tmp_path):
     for bad in ("soon", "-1"):
         with pytest.raises(ConfigError, match="KERNEL_IDLE_WAIT"):
             load_settings(tmp_path, environ={"KERNEL_IDLE_WAIT": bad})
+
+
+def test_people_are_sent_to_the_host_edx_shares_a_site_with(tmp_path):
+    def public(**environ):
+        spec = spec_for(tmp_path, **environ)
+        return spec.public_host, spec.probe_host
+
+    assert public() == ("localhost", "127.0.0.1")  # EDX_HOSTNAME=localhost:8000 by default
+    assert public(EDX_HOSTNAME="127.0.0.1:8000") == ("127.0.0.1", "127.0.0.1")
+    assert public(BIND_ADDRESS="0.0.0.0") == ("localhost", "127.0.0.1")
+    assert public(EDX_HOSTNAME="lms.example.test:80") == ("127.0.0.1", "127.0.0.1")
+    assert public(BIND_ADDRESS="10.1.2.3") == ("10.1.2.3", "10.1.2.3")  # localhost does not reach it
+    assert spec_for(tmp_path).urls()["login"] == "http://localhost:3334/login"
