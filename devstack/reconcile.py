@@ -228,6 +228,10 @@ class Controller:
             self._say("warning", f"NOTEBOOKS_DIR is empty, so nothing is mounted at /notebooks: notebooks live only "
                       f"in container {name} and are lost with it (`devstack down`, `up --rm`, or a recreate "
                       "when the image or settings change)", "notebook")
+        if self.settings.network_mode == "host" and self.settings.extra_ports:
+            ports = ", ".join(f"{p.host_port}:{p.container_port}" for p in self.settings.extra_ports)
+            self._say("warning", f"NETWORK_MODE=host publishes nothing, so EXTRA_PORTS/-p ({ports}) have no effect: "
+                      "the notebook's processes listen on the host's own ports", "notebook")
         image_ids = self.ensure_images()
         self.reconcile_services(image_ids)
         return self.wait_ready(ready_timeout)

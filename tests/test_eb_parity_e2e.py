@@ -146,7 +146,8 @@ def test_doctor_fails_naming_the_fix_when_the_daemon_is_unreachable(project, tmp
 def test_host_open_edx_is_reached_from_the_notebook_in_host_mode(project, docker_client, edx_on_all_interfaces):
     edx = edx_on_all_interfaces
     project.write_env(NETWORK_MODE="host", EDX_HOSTNAME=f"127.0.0.1:{edx.server.server_port}")
-    project.run("up", "-d")
+    result = project.run("up", "-d", "-p", f"{free_port()}:8888")
+    assert "EXTRA_PORTS/-p" in result.stdout and "have no effect" in result.stdout  # host mode publishes nothing
     notebook = f"{project.name}-notebook"
     assert docker_client.containers.get(notebook).attrs["HostConfig"]["NetworkMode"] == "host"
     code, output = exec_in(docker_client, notebook, "python3", "-c", FETCH, f"http://127.0.0.1:{edx.server.server_port}/")
