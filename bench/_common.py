@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import Background  # noqa: E402  (the tests' harness for a CLI running in the background)
+from helpers import Background, wait_for  # noqa: E402  (the tests' harness for a CLI running in the background)
 
 RESULTS = REPO / "bench" / "results"
 # The tests' image tags for this checkout: already built, so a benchmark starts without a long build.
@@ -123,13 +123,9 @@ def make_project(root: Path, label: str, **settings: str) -> BenchProject:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.005,
                what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+    """The tests' `wait_for` with a benchmark's defaults: a long bound, and a tight poll, since the
+    moment the condition holds is what is measured."""
+    return wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def docker(*args: str, check: bool = True) -> str:
