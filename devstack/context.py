@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .engine import dockerignore_excludes, dockerignore_included
+from .engine import dockerignore_included
 from .errors import ConfigError
 from .stack import ImageSpec
 
@@ -67,11 +67,6 @@ def context_files(image: ImageSpec) -> list[ContextFile]:
         for path in sorted(_walk_files(folder)):
             files.append(ContextFile(f"{prefix.strip('/')}/{path.relative_to(folder).as_posix()}", path))
     return sorted(files, key=lambda f: f.arcname)
-
-
-def is_ignored(image: ImageSpec, relpath: str) -> bool:
-    """Whether a path inside the context is excluded by its `.dockerignore`."""
-    return dockerignore_excludes(read_dockerignore(image.context), relpath)
 
 
 def context_hash(image: ImageSpec, parent_id: str = "") -> str:
@@ -168,15 +163,3 @@ def _file_digest(path: Path) -> bytes:
         for block in iter(lambda: handle.read(1 << 16), b""):
             digest.update(block)
     return digest.digest()
-
-
-def tar_bytes(files: dict[str, bytes]) -> io.BytesIO:
-    """A small in-memory tar (for tests and generated contexts)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer

@@ -41,7 +41,7 @@ from .stack import (
     StackSpec,
     describe_stack,
 )
-from .state import ProjectSecrets, ensure_secrets, ensure_state_dir, load_secrets
+from .state import ensure_secrets, ensure_state_dir, load_secrets
 
 # The setting that names each image's build context, for errors.
 CONTEXT_SETTING = {"base": "BASE_CONTEXT", "notebook": "NOTEBOOK_CONTEXT"}
@@ -578,9 +578,6 @@ class Controller:
         if "NB_UID" in environment:
             return f"{environment['NB_UID']}:{environment.get('NB_GID', environment['NB_UID'])}"
         return ""
-
-    def secrets(self) -> ProjectSecrets:
-        return ensure_secrets(self.settings)
 
     # -- stopping --------------------------------------------------------
 
