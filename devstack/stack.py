@@ -30,7 +30,7 @@ JUPYTER_CONTAINER_PORT = 3335
 
 # With NETWORK_MODE=host nginx serves SIFU_PORT and JUPYTER_PORT on the host itself, so the
 # notebook's processes move to loopback ports derived from them (two projects with distinct
-# public ports get distinct internal ones).
+# public ports get distinct internal ones): PORT+10000, or PORT-10000 where that passes 65535.
 HOST_MODE_PORT_OFFSET = 10000
 # Inside a bridge network the containers reach the host's services (a local Open edX) by this name.
 HOST_GATEWAY_NAME = "host.docker.internal"
@@ -348,9 +348,9 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
     ]
     if host_mode:
         host_ports += [
-            HostPort("127.0.0.1", sifu_listen[0], f"SIFU_PORT+{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
+            HostPort("127.0.0.1", sifu_listen[0], f"SIFU_PORT±{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
                      "Sifu inside the notebook container", "notebook", moved_by("SIFU_PORT")),
-            HostPort("127.0.0.1", jupyter_listen[0], f"JUPYTER_PORT+{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
+            HostPort("127.0.0.1", jupyter_listen[0], f"JUPYTER_PORT±{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",
                      "Jupyter inside the notebook container", "notebook", moved_by("JUPYTER_PORT")),
         ]
     else:
@@ -383,8 +383,8 @@ def _internal_port(public: int) -> int:
 
 def _check_distinct_ports(settings: Settings, sifu_internal: int, jupyter_internal: int) -> None:
     ports = {"SIFU_PORT": settings.sifu_port, "JUPYTER_PORT": settings.jupyter_port,
-             f"Sifu's internal port (SIFU_PORT+{HOST_MODE_PORT_OFFSET})": sifu_internal,
-             f"Jupyter's internal port (JUPYTER_PORT+{HOST_MODE_PORT_OFFSET})": jupyter_internal}
+             f"Sifu's internal port (SIFU_PORT±{HOST_MODE_PORT_OFFSET})": sifu_internal,
+             f"Jupyter's internal port (JUPYTER_PORT±{HOST_MODE_PORT_OFFSET})": jupyter_internal}
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port in seen:

@@ -155,8 +155,11 @@ def test_host_open_edx_is_reached_from_the_notebook_in_host_mode(project, docker
     # nginx serves the host ports itself, the notebook's processes sit on loopback ports of their own.
     assert httpx.get(f"{project.sifu_url}/health", trust_env=False).status_code == 200
     assert run_cell(login(project.sifu_url), project.jupyter_url, "6*7") == "42"
+    container_env = dict(v.split("=", 1) for v in docker_client.containers.get(notebook).attrs["Config"]["Env"])
+    jupyter_listen_port = int(container_env["JUPYTER_LISTEN_PORT"])
+    assert jupyter_listen_port != project.jupyter_port
     upstreams = (project.dir / ".devstack/proxy/current/conf.d/upstreams.conf").read_text()
-    assert f"server 127.0.0.1:{project.jupyter_port + 10000};" in upstreams
+    assert f"server 127.0.0.1:{jupyter_listen_port};" in upstreams
     code, report = doctor(project)
     assert code == 0, report
     (edx_row,) = [c for c in report["checks"] if c["check"] == "Open edX from the notebook"]

@@ -132,6 +132,14 @@ def test_bridge_mode_publishes_host_ports_onto_the_production_ports(tmp_path):
     assert dict(spec.service("notebook").environment)["EDX_INTERNAL_URL"] == "http://host.docker.internal:18000"
 
 
+def test_host_mode_internal_ports_stay_in_range_for_high_public_ports(tmp_path):
+    # Random free ports are often above 55535, where +10000 would not be a port at all.
+    _, spec = spec_for(tmp_path, NETWORK_MODE="host", SIFU_PORT="57988", JUPYTER_PORT="57989")
+    env = dict(spec.service("notebook").environment)
+    assert (env["SIFU_LISTEN_PORT"], env["JUPYTER_LISTEN_PORT"]) == ("47988", "47989")
+    assert "server 127.0.0.1:47989;" in render_proxy_config(spec.proxy, "ignored").files["conf.d/upstreams.conf"]
+
+
 def test_host_mode_ports_must_not_collide(tmp_path):
     with pytest.raises(ConfigError, match="NETWORK_MODE=host"):
         spec_for(tmp_path, NETWORK_MODE="host", SIFU_PORT="4334", JUPYTER_PORT="14334")
