@@ -174,9 +174,13 @@ class Controller:
         if not self.settings.sifu_repo:
             return self.spec.images
         source = fetch_sifu_source(self.settings, self.redact)
-        how = "fetched on the host" if source.fetched else "unchanged since the last fetch"
-        self._say("info", f"Sifu: SIFU_REPO={source.describe()}, {how} (only its files go into the build)",
-                  "notebook")
+        if source.offline:
+            self._say("warning", f"Sifu: {source.offline}. Building from {source.describe()}, the last commit "
+                      "resolved for this SIFU_REF; it may be behind upstream until the host answers again", "notebook")
+        else:
+            how = "fetched on the host" if source.fetched else "unchanged since the last fetch"
+            self._say("info", f"Sifu: SIFU_REPO={source.describe()}, {how} (only its files go into the build)",
+                      "notebook")
         return tuple(with_sifu_source(image, source.folder) if image.name == "notebook" else image
                      for image in self.spec.images)
 

@@ -16,12 +16,15 @@ Without a token, the user's git is used as it is (credential helper, SSH key).
 The ref is resolved with `git ls-remote` on every build: a branch that moved
 upstream gives another commit, another folder under `.devstack/sifu/`, another
 build context hash, and the final image is rebuilt. An unchanged commit reuses
-its folder without fetching again.
+its folder without fetching again. When the host cannot be reached (a laptop
+offline), the commit last resolved for the same SIFU_REPO and SIFU_REF is used,
+and the caller is told that it may be behind.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -110,6 +113,7 @@ class SifuSource:
     commit: str
     folder: Path
     fetched: bool  # False: the folder of this commit was reused
+    offline: str = ""  # why the ref could not be checked upstream; the last resolved commit is used
 
     def describe(self) -> str:
         return f"{self.repo} at {self.ref}, commit {self.commit[:12]}"
@@ -407,15 +411,23 @@ def fetch_sifu_source(settings: Settings, redact: Callable[[str], str] | None = 
     try:
         repo_dir = work / "repo"
         git.run(["init", "--quiet", str(repo_dir)], cwd=work, timeout=timeouts.query)
-        listing = parse_ls_remote(git.run(["ls-remote", "--symref", "--", repo.url], cwd=repo_dir,
-                                          timeout=timeouts.query).stdout)
+        try:
+            listing = parse_ls_remote(git.run(["ls-remote", "--symref", "--", repo.url], cwd=repo_dir,
+                                              timeout=timeouts.query).stdout)
+        except FetchError as error:
+            cached = _last_resolved(cache, repo.shown, settings.sifu_ref)
+            if error.category not in _OFFLINE or cached is None:
+                raise
+            return replace(cached, offline=str(error))
         resolved = resolve_ref(listing, settings.sifu_ref)
         if resolved is None or not _REF_NAME.match(resolved.want):
             raise ConfigError(f"SIFU_REF={settings.sifu_ref!r} ({settings.sources.get('SIFU_REF', 'default')}): "
                               f"no branch, tag or commit of that name in SIFU_REPO={repo.shown}: "
                               "set it to one that exists, or leave it empty for the default branch")
         if resolved.commit and (cache / resolved.commit).is_dir():
-            return SifuSource(repo.shown, resolved.label, resolved.commit, cache / resolved.commit, fetched=False)
+            source = SifuSource(repo.shown, resolved.label, resolved.commit, cache / resolved.commit, fetched=False)
+            _remember(cache, source, settings.sifu_ref)
+            return source
         commit = _fetch_commit(git, repo, repo_dir, resolved, settings)
         target = cache / commit
         if not target.is_dir():
@@ -425,9 +437,35 @@ def fetch_sifu_source(settings: Settings, redact: Callable[[str], str] | None = 
             tree.mkdir(exist_ok=True)  # an empty repository still gives a folder
             os.replace(tree, target)
         _prune(cache, keep=commit)
-        return SifuSource(repo.shown, resolved.label, commit, target, fetched=True)
+        source = SifuSource(repo.shown, resolved.label, commit, target, fetched=True)
+        _remember(cache, source, settings.sifu_ref)
+        return source
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Failures that say nothing about the repository, only that it cannot be reached from here now.
+_OFFLINE = ("unreachable", "timeout")
+_LAST = "last-resolved.json"
+
+
+def _remember(cache: Path, source: SifuSource, ref_setting: str) -> None:
+    record = {"repo": source.repo, "ref_setting": ref_setting, "ref": source.ref, "commit": source.commit}
+    partial = cache / f".{_LAST}.tmp"
+    partial.write_text(json.dumps(record))
+    os.replace(partial, cache / _LAST)
+
+
+def _last_resolved(cache: Path, repo_shown: str, ref_setting: str) -> SifuSource | None:
+    """The commit last resolved for this very SIFU_REPO and SIFU_REF, if its files are still here."""
+    try:
+        record = json.loads((cache / _LAST).read_text())
+        if (record["repo"], record["ref_setting"]) != (repo_shown, ref_setting):
+            return None
+        folder = cache / record["commit"]
+        return SifuSource(repo_shown, record["ref"], record["commit"], folder, fetched=False) if folder.is_dir() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 _FETCHED = "refs/devstack/sifu"

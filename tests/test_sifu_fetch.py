@@ -55,8 +55,8 @@ def test_fetch_exports_the_commit_without_git_and_reuses_it(server, tmp_path, ho
     assert "test-sifu" in (first.folder / "app.py").read_text()
     again = fetch_sifu_source(settings, environ=environ_with(home))
     assert not again.fetched and again.folder == first.folder
-    # Nothing but the exported commit is left: no work folder, no .git.
-    assert [p.name for p in (project / ".devstack" / "sifu").iterdir()] == [head]
+    # Nothing but the exported commit (and which ref gave it, for offline runs) is left: no work folder, no .git.
+    assert sorted(p.name for p in (project / ".devstack" / "sifu").iterdir()) == [head, "last-resolved.json"]
 
 
 def test_a_ref_that_moved_upstream_gives_the_new_commit_and_drops_the_old(server, tmp_path, home):
@@ -143,6 +143,26 @@ def test_a_host_that_never_answers_is_an_error_after_a_bounded_time(tmp_path, ho
         silent.close()
     assert time.monotonic() - started < 15
     assert str(error.value).startswith(f"SIFU_REPO={url}: ") and error.value.category in ("unreachable", "timeout")
+
+
+def test_offline_the_last_commit_resolved_for_the_same_ref_is_used(tmp_path, home):
+    root = tmp_path / "git"
+    repo = SifuRepository.create(root, "sifu")
+    own = GitServer(root / "served", TOKEN).start()
+    url = own.url("sifu")
+    project = tmp_path / "project"
+    project.mkdir()
+    online = fetch_sifu_source(settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN), environ=environ_with(home))
+    own.stop()  # the laptop goes offline: connections to the host are refused
+    offline = fetch_sifu_source(settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN), environ=environ_with(home))
+    assert (offline.commit, offline.folder, offline.fetched) == (online.commit, online.folder, False)
+    assert offline.offline.startswith(f"SIFU_REPO={url}: cannot reach") and TOKEN not in offline.offline
+    assert online.commit == git("rev-parse", "HEAD", cwd=repo.workdir)
+    # Another SIFU_REF was never resolved: nothing to fall back on, the error stands.
+    with pytest.raises(FetchError) as error:
+        fetch_sifu_source(settings_for(project, SIFU_REPO=url, SIFU_REF="v2", DEPLOYMENT_TOKEN=TOKEN),
+                          environ=environ_with(home))
+    assert error.value.category == "unreachable"
 
 
 def test_missing_git_says_what_to_install(tmp_path):
