@@ -154,8 +154,8 @@ def up(
     no_notebooks_mount: bool = typer.Option(False, "--no-notebooks-mount", help=(
         "Mount no NOTEBOOKS_DIR: notebooks live only in the container and are lost with it.")),
     remove: bool = typer.Option(False, "--rm", help=(
-        "Remove the containers and network when the foreground run ends (Ctrl-C, SIGTERM, or the stack failing "
-        "to come up); images and the notebooks folder are kept.")),
+        "Remove the containers and network when the foreground run ends (Ctrl-C, SIGTERM, SIGHUP, or the stack "
+        "failing to come up); images and the notebooks folder are kept.")),
 ) -> None:
     """Build what is missing or out of date, start the stack, wait until it answers through the proxy."""
     if remove and detach:
@@ -168,7 +168,7 @@ def up(
     # Foreground: watch from the start, so that a file saved during the first build is applied after it.
     watcher = None if detach else _start_watching(controller)
     try:
-        with _sigterm_as_interrupt():
+        with _ending_signals(_interrupt):
             controller.up(ready_timeout=timeout)
     except KeyboardInterrupt:
         _stop_watching(watcher)
@@ -188,28 +188,39 @@ def up(
     _foreground(controller, watcher, session, remove)
 
 
+# Besides Ctrl-C, these end a foreground `up` the same way: `kill`, and the terminal being closed
+# (left to their defaults, they would end devstack and leave the stack running unattended).
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While the stack comes up, SIGTERM ends `up` the way Ctrl-C does (stop, or remove with --rm)."""
-
-    def on_signal(signum, frame):  # noqa: ANN001, ARG001
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
+def _ending_signals(handler) -> Iterator[None]:  # noqa: ANN001
+    previous = {signum: signal.signal(signum, handler) for signum in _ENDING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _interrupt(signum, frame):  # noqa: ANN001, ARG001
+    """While the stack comes up, a signal ends `up` the way Ctrl-C does (stop, or remove with --rm)."""
+    raise KeyboardInterrupt
 
 
 def _end_run(controller, remove: bool) -> None:  # noqa: ANN001
     """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
     if remove:
-        console.print("removing the stack (--rm: images and the notebooks folder are kept)")
+        _say_if_anyone_listens("removing the stack (--rm: images and the notebooks folder are kept)")
         controller.down()
     else:
-        console.print("stopping the stack (containers kept; `devstack down` removes them)")
+        _say_if_anyone_listens("stopping the stack (containers kept; `devstack down` removes them)")
         controller.stop()
+
+
+def _say_if_anyone_listens(message: str) -> None:
+    with contextlib.suppress(OSError):  # the terminal was closed (SIGHUP): the stack is stopped all the same
+        console.print(message)
 
 
 def _start_watching(controller):  # noqa: ANN001, ANN202 - imported lazily
@@ -224,7 +235,7 @@ def _stop_watching(watcher) -> None:  # noqa: ANN001
 
 
 def _watch_until_stopped(controller, watcher, session: Session):  # noqa: ANN001, ANN201
-    """The live view and the watcher until Ctrl-C or SIGTERM; returns the controller then in use
+    """The live view and the watcher until Ctrl-C, SIGTERM or SIGHUP; returns the controller then in use
     (a saved `.env` replaces it)."""
     from .live import run_live
 
@@ -233,13 +244,15 @@ def _watch_until_stopped(controller, watcher, session: Session):  # noqa: ANN001
     def on_signal(signum, frame):  # noqa: ANN001, ARG001
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        return run_live(controller, stop, console, watcher, reload_settings=session.load_settings)
-    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
-        return controller
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with _ending_signals(on_signal):
+        try:
+            return run_live(controller, stop, console, watcher, reload_settings=session.load_settings)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
+            return controller
+        except OSError:
+            if not stop.is_set():
+                raise
+            return controller  # the terminal went away as the view drew its last frame
 
 
 def _foreground(controller, watcher, session: Session, remove: bool = False) -> None:  # noqa: ANN001

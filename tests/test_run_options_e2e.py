@@ -3,6 +3,8 @@ no notebooks mount, extra published ports, the seed's container name, `shell`/`e
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pty
 import select
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -280,6 +283,42 @@ def test_up_rm_removes_the_stack_when_the_foreground_run_ends(project, docker_cl
     assert (project.notebooks / "mine.txt").read_text() == "keep me"
     assert (project.notebooks / "saved-before-ctrl-c.ipynb").is_file()
     assert docker_client.images.get(project.settings["NOTEBOOK_IMAGE_TAG"])
+
+
+def test_closing_the_terminal_ends_a_foreground_up_like_ctrl_c(project, docker_client):
+    """The terminal's window closed: the kernel hangs up on `up` (SIGHUP), whose output now fails with EIO."""
+    project.notebooks.mkdir()
+    (project.notebooks / "mine.txt").write_text("keep me")
+    master, slave = pty.openpty()
+
+    def own_the_terminal():  # as a shell does for the commands it runs: the pty is its controlling terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "devstack", "up", "--rm"], cwd=project.dir,
+                            env=project_env(project), stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=own_the_terminal)
+    os.close(slave)
+    shown = bytearray()
+
+    def read_terminal():
+        with contextlib.suppress(OSError):  # EIO once the terminal is gone
+            while chunk := os.read(master, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: b"open http" in shown, timeout=300, interval=0.2, what="`up` on a terminal to be ready")
+        assert project_containers(docker_client, project)
+        os.close(master)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert not project_containers(docker_client, project)
+    assert (project.notebooks / "mine.txt").read_text() == "keep me"
 
 
 def test_up_rm_removes_a_stack_that_fails_to_come_up(project, docker_client):
