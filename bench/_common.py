@@ -8,83 +8,34 @@ but the JSON: their projects are removed by label and their images by tag.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import Background, wait_for  # noqa: E402  (the tests' harness for a CLI running in the background)
+from helpers import wait_for  # noqa: E402  (the tests' harness)
+from project import TEST_BASE_TAG as BASE_TAG, Project, new_project  # noqa: E402, F401
 
 RESULTS = REPO / "bench" / "results"
-# The tests' image tags for this checkout: already built, so a benchmark starts without a long build.
-_CHECKOUT = hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
-BASE_TAG = f"devstack-test/base-notebook:{_CHECKOUT}"
-NOTEBOOK_TAG = f"devstack-test/notebook:{_CHECKOUT}"
-NGINX_IMAGE = os.environ.get("NGINX_IMAGE", "nginx:stable")
 # The docker CLI without BuildKit: the same classic builder devstack drives through the API.
 DOCKER = shutil.which("docker") or "docker"
 DOCKER_ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class BenchProject(Project):
+    """The tests' project, plus what a benchmark changes: its own proxy templates or final image."""
 
-
-@dataclass
-class BenchProject:
-    dir: Path
-    name: str
-    sifu_port: int
-    jupyter_port: int
-    settings: dict[str, str] = field(default_factory=dict)
-    image_tags: list[str] = field(default_factory=list)  # built by this benchmark, removed at the end
-
-    def write_env(self, **extra: str) -> None:
-        self.settings.update(extra)
-        (self.dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in self.settings.items()))
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in self.settings}
-        env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        return env
-
-    def run(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "devstack", *args], cwd=self.dir, env=self._env(),
-                              capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            raise SystemExit(f"devstack {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    def start(self, *args: str) -> Background:
-        process = subprocess.Popen([sys.executable, "-m", "devstack", *args], cwd=self.dir, env=self._env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return Background(process)
-
-    def secret(self, name: str) -> str:
-        return (self.dir / ".devstack" / "secrets" / name).read_text()
-
-    @property
-    def sifu_url(self) -> str:
-        return f"http://127.0.0.1:{self.sifu_port}"
-
-    @property
-    def jupyter_url(self) -> str:
-        return f"http://127.0.0.1:{self.jupyter_port}"
+    image_tags: list[str]  # built by this benchmark, removed at the end
 
     def own_templates(self) -> Path:
         from devstack import assets
@@ -103,21 +54,15 @@ class BenchProject:
         return self.dir / "final"
 
     def down(self) -> None:
-        subprocess.run([sys.executable, "-m", "devstack", "down"], cwd=self.dir, env=self._env(),
-                       capture_output=True, timeout=300)
+        self.run("down", check=False, timeout=300)
         for tag in self.image_tags:
             subprocess.run([DOCKER, "rmi", tag], capture_output=True)
 
 
 def make_project(root: Path, label: str, **settings: str) -> BenchProject:
-    name = f"bench{label}{uuid.uuid4().hex[:6]}"
-    folder = root / name
-    folder.mkdir(parents=True)
-    project = BenchProject(folder, name, free_port(), free_port())
-    project.settings = {"DEVSTACK_PROJECT": name, "SIFU_PORT": str(project.sifu_port),
-                        "JUPYTER_PORT": str(project.jupyter_port), "BASE_IMAGE_TAG": BASE_TAG,
-                        "NOTEBOOK_IMAGE_TAG": NOTEBOOK_TAG, "NGINX_IMAGE": NGINX_IMAGE, **settings}
-    project.write_env()
+    """A project of the benchmark's own, on the tests' already built images (no long first build)."""
+    project = new_project(root, f"bench{label}{uuid.uuid4().hex[:6]}", BenchProject, **settings)
+    project.image_tags = []
     return project
 
 

@@ -76,7 +76,7 @@ def main() -> None:
     project = make_project(root, "idle")
     project.own_templates()  # watched like any project's; never the repository's files
     project.run("up", "-d")
-    env = {**project._env(), "COLUMNS": "160", "LINES": "50"}
+    env = project.cli_env(COLUMNS="160", LINES="50")
     env.pop("NO_COLOR", None)
     live = OnTerminal([sys.executable, "-m", "devstack", "up"], project.dir, env)
     plain = project.start("watch")

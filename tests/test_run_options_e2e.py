@@ -4,7 +4,6 @@ no notebooks mount, extra published ports, the seed's container name, `shell`/`e
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pty
 import select
@@ -12,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import termios
 import threading
 import time
 
@@ -22,13 +20,6 @@ from conftest import NGINX_IMAGE, PROJECT_LABEL, free_port, make_project
 from helpers import login, save_notebook, wait_for
 
 pytestmark = pytest.mark.engine
-
-
-def project_env(project) -> dict[str, str]:
-    """The environment Project.run gives the CLI: the project's `.env` decides its settings."""
-    env = {k: v for k, v in os.environ.items() if k not in project.settings}
-    env["NO_COLOR"] = "1"
-    return env
 
 
 def run_in_pty(argv: list[str], cwd, env: dict[str, str], typed: bytes, timeout: float = 60) -> tuple[int, str]:
@@ -143,7 +134,7 @@ def test_exec_passes_the_exit_code_and_keeps_stdout_and_stderr_apart(seedlike):
 def test_exec_streams_output_as_it_comes(seedlike):
     proc = subprocess.Popen([sys.executable, "-m", "devstack", "exec", "--", "sh", "-c",
                              "echo first; sleep 8; echo second"],
-                            cwd=seedlike.dir, env=project_env(seedlike), stdout=subprocess.PIPE, text=True)
+                            cwd=seedlike.dir, env=seedlike.cli_env(), stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
     try:
         assert proc.stdout.readline() == "first\n"
@@ -164,7 +155,7 @@ def test_exec_runs_as_the_notebooks_owner_unless_told(seedlike):
 
 
 def test_shell_opens_bash_on_a_terminal(seedlike):
-    code, shown = run_in_pty([sys.executable, "-m", "devstack", "shell"], seedlike.dir, project_env(seedlike),
+    code, shown = run_in_pty([sys.executable, "-m", "devstack", "shell"], seedlike.dir, seedlike.cli_env(),
                              b"test -t 0 && echo on-a-tty; echo shell-is-$0 uid-$(id -u); exit 7\n")
     assert "on-a-tty" in shown
     assert "shell-is-bash uid-4321" in shown
@@ -259,7 +250,7 @@ def test_up_rm_removes_the_stack_when_the_foreground_run_ends(project, docker_cl
     project.notebooks.mkdir()
     (project.notebooks / "mine.txt").write_text("keep me")
     proc = subprocess.Popen([sys.executable, "-m", "devstack", "up", "--rm"], cwd=project.dir,
-                            env=project_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=project.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
@@ -291,13 +282,10 @@ def test_closing_the_terminal_ends_a_foreground_up_like_ctrl_c(project, docker_c
     (project.notebooks / "mine.txt").write_text("keep me")
     master, slave = pty.openpty()
 
-    def own_the_terminal():  # as a shell does for the commands it runs: the pty is its controlling terminal
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "up", "--rm"], cwd=project.dir,
-                            env=project_env(project), stdin=slave, stdout=slave, stderr=slave,
-                            preexec_fn=own_the_terminal)
+    # As a shell runs a command: in a session of its own, whose controlling terminal is the pty
+    # (util-linux's setsid execs in place, so proc.pid is devstack's).
+    proc = subprocess.Popen(["setsid", "--ctty", sys.executable, "-m", "devstack", "up", "--rm"], cwd=project.dir,
+                            env=project.cli_env(), stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     shown = bytearray()
 
