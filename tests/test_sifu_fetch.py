@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from gitserver import GitServer, SifuRepository, git
+from sshserver import SshServer
 
 from devstack.errors import ConfigError, FetchError
 from devstack.settings import load_settings
@@ -171,3 +172,54 @@ def test_missing_git_says_what_to_install(tmp_path):
     with pytest.raises(FetchError, match="install git"):
         fetch_sifu_source(settings_for(project, SIFU_REPO="https://github.com/o/r.git"),
                           environ={"PATH": str(tmp_path)})
+
+
+# -- SSH: the user's own key, no token ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssh(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sshgit")
+    repo = SifuRepository.create(root, "sifu")
+    server = SshServer(root / "sshd").start()
+    server.repo = repo
+    yield server
+    server.stop()
+
+
+def ssh_environ(home, ssh_command: str) -> dict[str, str]:
+    return {**environ_with(home), "GIT_SSH_COMMAND": ssh_command}
+
+
+@pytest.mark.parametrize("form", ["ssh-url", "scp-like"])
+def test_an_ssh_url_is_fetched_with_the_users_own_key_and_no_token(ssh, tmp_path, home, form):
+    url = ssh.url(ssh.repo.bare) if form == "ssh-url" else f"{ssh.user}@127.0.0.1:{ssh.repo.bare}"
+    project = tmp_path / "project"
+    project.mkdir()
+    source = fetch_sifu_source(settings_for(project, SIFU_REPO=url), environ=ssh_environ(home, ssh.ssh_command()))
+    assert source.fetched and source.commit == git("rev-parse", "HEAD", cwd=ssh.repo.workdir)
+    assert "test-sifu" in (source.folder / "app.py").read_text()
+
+
+def test_an_ssh_host_not_in_known_hosts_says_how_to_accept_it(ssh, tmp_path, home):
+    project = tmp_path / "project"
+    project.mkdir()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(FetchError) as error:
+        fetch_sifu_source(settings_for(project, SIFU_REPO=ssh.url(ssh.repo.bare), DEPLOYMENT_TOKEN=TOKEN),
+                          environ=ssh_environ(home, ssh.ssh_command(known_hosts=empty)))
+    assert error.value.category == "host-key"
+    assert "not in your known_hosts" in str(error.value) and "ssh -T 127.0.0.1" in str(error.value)
+    assert TOKEN not in str(error.value)
+
+
+def test_an_ssh_key_the_server_refuses_is_an_authentication_failure(ssh, tmp_path, home):
+    project = tmp_path / "project"
+    project.mkdir()
+    with pytest.raises(FetchError) as error:
+        fetch_sifu_source(settings_for(project, SIFU_REPO=ssh.url(ssh.repo.bare)),
+                          environ=ssh_environ(home, ssh.ssh_command(key=ssh.stranger_key)))
+    assert error.value.category == "auth"
+    assert str(error.value).startswith(f"SIFU_REPO=ssh://127.0.0.1:{ssh.port}{ssh.repo.bare}: authentication failed")
+    assert "refused your SSH key" in str(error.value)
