@@ -130,6 +130,8 @@ class Controller:
         self.proxy_store = ProxyConfigStore(self.spec.proxy.config_dir)
         # (the sidecar's ID and start time, a shell open in it): a restart ends the shell, so it keys it too.
         self._proxy_shell: tuple[tuple[str, Any], ContainerShell] | None = None
+        # IDs of images that a rebuild or a recreate replaced: removed once nothing uses them.
+        self._superseded: set[str] = set()
 
     def describe_again(self) -> None:
         """Describe the stack anew from the same settings: the project's own proxy files are found
@@ -166,6 +168,8 @@ class Controller:
             self._refuse_secrets_in_context(image)
             self._say("action", str(action), image.name)
             ids[image.name] = self._build(image, desired, no_cache)
+            if observed is not None and observed.id != ids[image.name]:
+                self._superseded.add(observed.id)
         return ids
 
     def _images_with_sifu(self) -> tuple[ImageSpec, ...]:
@@ -280,6 +284,24 @@ class Controller:
         self.refresh_proxy(notebook)
         proxy_spec = spec.service("proxy")
         self._reconcile_service(proxy_spec, proxy_image, network)
+        self.remove_superseded_images()
+
+    def remove_superseded_images(self) -> None:
+        """Remove the images that rebuilds replaced, once no container uses them: devstack built them,
+        and untagged they only fill the disk (each base rebuild leaves hundreds of MB). An image that
+        has a tag again, was not built by devstack, or is still used by any container is kept."""
+        for image_id in sorted(self._superseded):
+            found = self.engine.image(image_id)
+            if found is None or found.tags or LABEL_IMAGE not in found.labels:
+                self._superseded.discard(image_id)
+                continue
+            try:
+                self.engine.remove_image(image_id)  # never forced: the engine refuses while a container uses it
+            except (ConflictError, EngineError):
+                continue  # still in use: tried again after the next reconcile
+            self._superseded.discard(image_id)
+            self._say("action", f"remove image {image_id.removeprefix('sha256:')[:12]}: replaced by a rebuild, "
+                      "no longer used", found.labels[LABEL_IMAGE])
 
     def write_docker_envs(self) -> None:
         """Production's docker_envs for the mount, before the container exists (a bind mount of a
@@ -359,6 +381,8 @@ class Controller:
             if action.verb in ("create", "recreate"):
                 if observed is not None:
                     self.engine.remove(observed.id, observed.name)
+                    if observed.image_id != image_id:
+                        self._superseded.add(observed.image_id)
                 container_id = self.engine.create_container(service, network, {LABEL_CONFIG_HASH: desired_hash})
             else:
                 assert observed is not None

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 
+import docker
 import httpx
 import pytest
 from conftest import NGINX_IMAGE, make_project
@@ -279,6 +280,55 @@ def test_context_change_made_while_devstack_was_not_running_is_rebuilt(project, 
     built = project.run("build", "notebook")
     assert "build notebook: requested" in built.stdout and "build base" not in built.stdout
     docker_client.images.remove(tag, force=True)
+
+
+def test_images_that_rebuilds_replaced_are_removed_once_unused(project, tmp_path, docker_client):
+    context = tmp_path / "notebook-context"
+    shutil.copytree(assets.compose_dir() / "notebook", context)
+    tag = f"devstack-test/replaced-{project.name}"
+    kept = f"devstack-test/kept-{project.name}:mine"
+    project.write_env(NOTEBOOK_CONTEXT=str(context), NOTEBOOK_IMAGE_TAG=tag)
+    config = context / "jupyter_notebook_config.py"
+
+    def edit(note: str) -> None:
+        config.write_text(config.read_text() + f"\n# {note}\n")
+
+    def exists(image_id: str) -> bool:
+        try:
+            docker_client.images.get(image_id)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    try:
+        edit("a build of this test's own, not the shared test image the cache would give")
+        project.run("up", "-d")
+        first = docker_client.images.get(tag).id
+        edit("rebuilt and recreated by one up")
+        result = project.run("up", "-d")
+        assert not exists(first) and f"remove image {first.removeprefix('sha256:')[:12]}" in result.stdout
+
+        # `build` while the stack runs: the old image is in use and stays; the `up` that recreates removes it.
+        second = docker_client.images.get(tag).id
+        edit("built while running")
+        project.run("build", "notebook")
+        assert exists(second)
+        project.run("up", "-d")
+        assert not exists(second)
+
+        # An image the user tagged is theirs now: kept.
+        third = docker_client.images.get(tag)
+        third.tag(kept)
+        edit("after the user tagged the build")
+        project.run("up", "-d")
+        assert exists(third.id) and docker_client.images.get(tag).id != third.id
+    finally:
+        project.run("down", check=False)
+        for ref in (kept, tag):
+            try:
+                docker_client.images.remove(ref, force=True)
+            except docker.errors.ImageNotFound:
+                pass
 
 
 def test_everything_created_carries_project_and_service_labels(running_stack, docker_client):
