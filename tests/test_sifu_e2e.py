@@ -329,8 +329,9 @@ def test_no_image_or_build_cache_the_builds_left_holds_the_token(sifu, docker_cl
             layers_with_sifu += bool(files_with_canary(Path(upper), needles=SIFU_MARK))
         else:
             assert not stream_has_canary(image.save(chunk_size=1 << 20)), image.id
-    # The three builds of the test Sifu each left a layer holding it: the layers were really read.
-    assert not layers_read or layers_with_sifu >= 3, (layers_read, layers_with_sifu)
+    # The image in use holds the test Sifu in a layer of its own (those of the builds it replaced were
+    # removed by devstack): finding it shows the layers were really read.
+    assert not layers_read or layers_with_sifu >= 1, (layers_read, layers_with_sifu)
     assert not contains_canary(json.dumps(docker_client.df().get("BuildCache") or []).encode())
 
 
