@@ -4,8 +4,8 @@ The git server runs on loopback and refuses every request without the canary
 token; it serves a repository this module creates, holding a Sifu of its own
 whose /health says "test-sifu" and a version. The tests run in order: build
 and run it, the refusals (wrong, missing token; unknown repository; unreachable
-host; a token file), the branch moving upstream; then every place the token
-could have gone is scanned for it.
+host; a token file), the branch moving upstream, the server gone (offline);
+then every place the token could have gone is scanned for it.
 """
 
 from __future__ import annotations
@@ -250,6 +250,19 @@ def test_the_branch_moving_upstream_rebuilds_the_final_image(sifu, docker_client
     assert "build notebook" not in again.stdout and "recreate" not in again.stdout
     cached = sorted(p.name for p in (sifu.project.dir / ".devstack" / "sifu").iterdir())
     assert cached == sorted([third, "last-resolved.json"])  # the old commits are gone
+
+
+def test_offline_build_and_up_use_the_commit_last_resolved(sifu):
+    """The laptop goes offline: the git server stops (for good: the scans below need no server)."""
+    head = _head(sifu)
+    sifu.server.stop()
+    for args in (("build", "notebook"), ("up", "-d")):
+        result = sifu.run(*args)
+        shown = result.stdout + result.stderr
+        assert f"SIFU_REPO={sifu.server.url('sifu')}: cannot reach" in shown, shown
+        assert f"commit {head[:12]}, the last commit resolved for this SIFU_REF" in shown
+        assert "may be behind upstream" in shown
+    assert sifu.health()["version"] == f"3-{RUN}"
 
 
 def _head(sifu) -> str:
