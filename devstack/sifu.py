@@ -463,7 +463,9 @@ def _last_resolved(cache: Path, repo_shown: str, ref_setting: str) -> SifuSource
         if (record["repo"], record["ref_setting"]) != (repo_shown, ref_setting):
             return None
         folder = cache / record["commit"]
-        return SifuSource(repo_shown, record["ref"], record["commit"], folder, fetched=False) if folder.is_dir() else None
+        if not folder.is_dir():
+            return None
+        return SifuSource(repo_shown, record["ref"], record["commit"], folder, fetched=False)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

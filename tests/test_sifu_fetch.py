@@ -153,9 +153,10 @@ def test_offline_the_last_commit_resolved_for_the_same_ref_is_used(tmp_path, hom
     url = own.url("sifu")
     project = tmp_path / "project"
     project.mkdir()
-    online = fetch_sifu_source(settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN), environ=environ_with(home))
+    settings = settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN)
+    online = fetch_sifu_source(settings, environ=environ_with(home))
     own.stop()  # the laptop goes offline: connections to the host are refused
-    offline = fetch_sifu_source(settings_for(project, SIFU_REPO=url, DEPLOYMENT_TOKEN=TOKEN), environ=environ_with(home))
+    offline = fetch_sifu_source(settings, environ=environ_with(home))
     assert (offline.commit, offline.folder, offline.fetched) == (online.commit, online.folder, False)
     assert offline.offline.startswith(f"SIFU_REPO={url}: cannot reach") and TOKEN not in offline.offline
     assert online.commit == git("rev-parse", "HEAD", cwd=repo.workdir)
