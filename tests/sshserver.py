@@ -12,8 +12,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from helpers import wait_for
+from project import free_port
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to run unless started by its absolute path
 
@@ -37,9 +39,7 @@ class SshServer:
         (folder / "authorized_keys").write_text(_keypair(self.client_key))
         self.stranger_key = folder / "stranger_ed25519"  # a key the server was never told about
         _keypair(self.stranger_key)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.known_hosts = folder / "known_hosts"
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_public}")
         (folder / "sshd_config").write_text("\n".join([
@@ -63,16 +63,18 @@ class SshServer:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.folder / "sshd_config")],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd exited: {self.process.stderr.read().decode(errors='replace')}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("sshd did not listen within 20 s")
+                return False
+
+        wait_for(listening, timeout=20, interval=0.1, what="sshd to listen")
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
