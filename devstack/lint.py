@@ -15,7 +15,8 @@ from pathlib import Path
 from .nginxconf import Directive, ParsedFile, listen_port, parse_file
 from .proxy import RenderedProxy, render_proxy_config
 from .settings import Settings
-from .stack import LOOPBACK_NAMES, StackSpec, same_site
+from .hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, same_site, host_pattern
+from .stack import StackSpec
 
 # Log formats nginx knows without a log_format directive.
 BUILTIN_LOG_FORMATS = {"combined"}
@@ -55,6 +56,7 @@ class LintContext:
     network_mode: str
     bind_address: str
     edx_origin: str
+    hostnames: tuple[str, ...] = LOOPBACK_NAMES  # the Host names the stack is served under
 
 
 def lint_context(spec: StackSpec) -> LintContext:
@@ -66,6 +68,7 @@ def lint_context(spec: StackSpec) -> LintContext:
         network_mode=proxy.network_mode,
         bind_address=proxy.bind_address,
         edx_origin=proxy.edx_origin,
+        hostnames=proxy.hostnames,
     )
 
 
@@ -110,6 +113,7 @@ def lint_rendered(rendered: RenderedProxy, ctx: LintContext, own_templates: Path
             findings += check_routes(file, ctx)
             findings += check_listens(file, ctx)
             findings += check_host_header(file, ctx)
+            findings += check_host_gate(file, ctx)
             findings += check_cors(file)
             findings += check_frame_options(file, ctx)
     loaded = [file for _, file, _ in parsed]
@@ -185,8 +189,7 @@ def check_listens(file: ParsedFile, ctx: LintContext) -> list[Finding]:
             findings.append(Finding("warning", file.path, directive.line,
                                     f"nginx listens on {port} here, which devstack does not publish: "
                                     "nothing on the host reaches this server", fix, "unpublished-listen"))
-        elif ctx.network_mode == "host" and ":" not in directive.args[0] \
-                and ctx.bind_address not in ("0.0.0.0", "::"):
+        elif ctx.network_mode == "host" and ":" not in directive.args[0] and not is_wildcard(ctx.bind_address):
             findings.append(Finding(
                 "warning", file.path, directive.line,
                 f"with NETWORK_MODE=host, `listen {directive.args[0]}` binds every interface of this machine, "
@@ -216,6 +219,27 @@ def check_host_header(file: ParsedFile, ctx: LintContext) -> list[Finding]:
                     f"kernel websockets as cross-origin (unless allow_origin, {ctx.edx_origin} here, covers "
                     "the notebook's own origin)",
                     "write `proxy_set_header Host $http_host;`", "host-header"))
+    return findings
+
+
+def check_host_gate(file: ParsedFile, ctx: LintContext) -> list[Finding]:
+    """A server on Sifu's or Jupyter's port that answers to any Host header lets a web page reach the
+    stack by DNS rebinding (its name re-pointed at this machine). devstack's own servers refuse other
+    names; a project's files are loaded unchanged, so this says what they leave to Jupyter's own check."""
+    findings = []
+    for server in _servers(file):
+        if not _server_ports(server) & set(ctx.served_ports):
+            continue
+        checks_host = any(d.name == "if" and any(var in arg for arg in d.args for var in ("$host", "$http_host"))
+                          for d in _walk_block(server))
+        if not checks_host:
+            findings.append(Finding(
+                "warning", file.path, server.line,
+                "this server answers to any Host header: a web page whose name is re-pointed at this machine "
+                "(DNS rebinding) reaches Sifu through it; only Jupyter's own Host check (local_hostnames, "
+                "which devstack sets) still refuses it",
+                f"refuse other names: `if ($host !~* \"{host_pattern(ctx.hostnames)}\") {{ return 421; }}` in the server",
+                "host-unchecked"))
     return findings
 
 
@@ -330,8 +354,8 @@ def frame_finding(edx_host: str, served_host: str, bind_address: str, sifu_port:
     """A notebook framed by edX keeps its SameSite=Lax cookies only when both are one site."""
     if same_site(edx_host, served_host):
         return None
-    reachable_as_edx = edx_host.lower() in LOOPBACK_NAMES and (
-        bind_address in ("0.0.0.0", "::") or served_host in ("127.0.0.1", "::1"))
+    reachable_as_edx = (edx_host.lower() in LOOPBACK_NAMES or edx_host == "0.0.0.0") and (
+        is_wildcard(bind_address) or is_loopback(served_host))
     fix = (f"frame the notebook as http://{edx_host}:{sifu_port}/login (the same site as edX), not {served_host}"
            if reachable_as_edx else
            f"serve edX and the notebook under one host: set EDX_HOSTNAME to {served_host}:<edX port> "

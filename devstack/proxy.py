@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import ProxyConfigError
+from .hosts import host_pattern
 from .nginxconf import listen_ports
 from .stack import AUTH_COOKIE, PROXY_MOUNT, ProxySpec
 
@@ -99,6 +100,8 @@ def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[s
         "upstreams": proxy.upstreams,
         "notebook_ip": upstream_host,
         "auth_cookie": AUTH_COOKIE,
+        "hostnames": proxy.hostnames,
+        "host_pattern": host_pattern(proxy.hostnames),
         "edx_origin": proxy.edx_origin,
         "al2_default_server": bool(proxy.project_files.al2_http or proxy.project_files.al2_locations),
     }

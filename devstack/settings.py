@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from . import assets
 from .errors import ConfigError
+from .hosts import is_ip, split_names
 from .redact import MASK
 
 ENV_FILE = ".env"
@@ -34,6 +35,9 @@ _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # An image reference: [registry/]name[:tag], kept loose; Docker has the last word.
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+# A DNS name as a Host header carries it (RFC 1123 labels), without a port.
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+                        re.IGNORECASE)
 
 SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
 NETWORK_MODES = ("bridge", "host")
@@ -95,6 +99,10 @@ class Settings(BaseModel):
     jupyter_port: int = _port("JUPYTER_PORT", 3335, "Host port of the EB-mimic proxy's Jupyter listener (production: 3335).")
     bind_address: str = Field("127.0.0.1", alias="BIND_ADDRESS", description=(
         "Host address the proxy publishes its ports on. 0.0.0.0 exposes them to your network: only when you mean it."))
+    allowed_hosts: str = Field("", alias="ALLOWED_HOSTS", description=(
+        "More host names (or IP addresses) the stack answers to, separated by commas, besides the loopback "
+        "names, EDX_HOSTNAME's host and BIND_ADDRESS. Any other Host header is refused by the proxy and by "
+        "Jupyter, so that no web page can reach the stack by DNS rebinding."))
     notebooks_dir: str = Field("./notebooks", alias="NOTEBOOKS_DIR", description=(
         "Host folder mounted at /notebooks (created if missing; never deleted). "
         "Empty: no mount; notebooks then live only in the container and are lost with it."))
@@ -164,6 +172,15 @@ class Settings(BaseModel):
             ipaddress.ip_address(value)
         except ValueError:
             raise ValueError("must be an IP address such as 127.0.0.1") from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        for name in split_names(value):
+            if not (_HOST_NAME.match(name) or is_ip(name)):
+                raise ValueError(f"{name!r} is not a host name or IP address: list names such as "
+                                 "notebook.local.test, separated by commas, without ports")
         return value
 
     @field_validator("extra_ports", mode="before")
@@ -269,6 +286,10 @@ class Settings(BaseModel):
     @property
     def edx_host(self) -> str:
         return self.edx_hostname.rpartition(":")[0].strip("[]")
+
+    @property
+    def extra_hostnames(self) -> tuple[str, ...]:
+        return split_names(self.allowed_hosts)
 
     @property
     def edx_port(self) -> int:

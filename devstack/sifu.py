@@ -23,7 +23,6 @@ and the caller is told that it may be behind.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError, FetchError
+from .hosts import is_loopback, url_host
 from .redact import Redactor
 from .settings import Settings
 from .stack import ImageSpec
@@ -87,7 +87,7 @@ class RepoURL:
     def origin(self) -> str:
         """scheme://host[:port], the scope of the credential helper (a redirect elsewhere gets nothing)."""
         parts = urlsplit(self.url)
-        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        host = url_host(parts.hostname or "")
         return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
 
 
@@ -163,15 +163,6 @@ def _strip_userinfo(value: str) -> str:
     if not parts.scheme or "@" not in parts.netloc:
         return value
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_ls_remote(output: str) -> RemoteListing:

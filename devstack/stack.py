@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from .eb import DockerEnvsRequest, ProjectProxyFiles, docker_envs_request, find_project_proxy_files, proxy_source_folders
 from .errors import ConfigError
+from .hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
 from .settings import SECRET_KEYS, Settings
 
 # Labels are identity: "what devstack owns" is a query on these, never a name guess.
@@ -34,7 +35,6 @@ JUPYTER_CONTAINER_PORT = 3335
 HOST_MODE_PORT_OFFSET = 10000
 # Inside a bridge network the containers reach the host's services (a local Open edX) by this name.
 HOST_GATEWAY_NAME = "host.docker.internal"
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 # Where the sidecar finds the rendered configuration (a read-only bind mount).
 PROXY_MOUNT = "/etc/devstack-proxy"
@@ -130,6 +130,8 @@ class ProxySpec:
     # (existing or not): what a watcher treats as proxy configuration.
     project_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
     sources: tuple[Path, ...] = ()
+    # The Host names the stack answers to; devstack's own servers refuse any other (DNS rebinding).
+    hostnames: tuple[str, ...] = LOOPBACK_NAMES
 
     @property
     def layout(self) -> str:
@@ -185,28 +187,47 @@ class StackSpec:
     @property
     def probe_host(self) -> str:
         """The address a probe on this machine uses to reach the published ports."""
-        bind = self.proxy.bind_address
-        return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+        return probe_host(self.proxy.bind_address)
 
     @property
     def public_host(self) -> str:
-        """The host people open: edX's own loopback name when the proxy answers on loopback, so that
-        the notebook and the edX page framing it are one site and the browser keeps their cookies;
-        otherwise the address the ports are published on."""
-        edx_host = urlsplit(self.proxy.edx_origin).hostname or ""
-        if edx_host in LOOPBACK_NAMES and edx_host != "0.0.0.0" and self.probe_host in ("127.0.0.1", "::1"):
-            return edx_host
-        return self.probe_host
+        return public_host(urlsplit(self.proxy.edx_origin).hostname or "", self.proxy.bind_address)
 
     def urls(self, host: str | None = None) -> dict[str, str]:
         """The stack's URLs on the public host (or another one: probes use `probe_host`)."""
-        host = host or self.public_host
-        host = f"[{host}]" if ":" in host else host
-        return {
-            "sifu": f"http://{host}:{self.proxy.sifu_port}/",
-            "login": f"http://{host}:{self.proxy.sifu_port}/login",
-            "jupyter": f"http://{host}:{self.proxy.jupyter_port}/",
-        }
+        return stack_urls(host or self.public_host, self.proxy.sifu_port, self.proxy.jupyter_port)
+
+
+def probe_host(bind_address: str) -> str:
+    """The address a probe on this machine uses to reach ports published on `bind_address`."""
+    return "127.0.0.1" if is_wildcard(bind_address) else bind_address
+
+
+def public_host(edx_host: str, bind_address: str) -> str:
+    """The host people open: edX's own loopback name when the proxy answers on loopback, so that
+    the notebook and the edX page framing it are one site and the browser keeps their cookies;
+    otherwise the address the ports are published on."""
+    if edx_host.lower() in LOOPBACK_NAMES and is_loopback(probe_host(bind_address)):
+        return edx_host.lower()
+    return probe_host(bind_address)
+
+
+def stack_urls(host: str, sifu_port: int, jupyter_port: int) -> dict[str, str]:
+    host = url_host(host)
+    return {
+        "sifu": f"http://{host}:{sifu_port}/",
+        "login": f"http://{host}:{sifu_port}/login",
+        "jupyter": f"http://{host}:{jupyter_port}/",
+    }
+
+
+def served_hostnames(settings: Settings) -> tuple[str, ...]:
+    """The Host names the stack answers to: the loopback names, EDX_HOSTNAME's host (a local edX's
+    name, such as Tutor's, usually points at this machine too), BIND_ADDRESS, and ALLOWED_HOSTS.
+    A web page under any other name reaches neither Sifu nor Jupyter, even when its DNS answers
+    127.0.0.1 (DNS rebinding)."""
+    names = [*LOOPBACK_NAMES, settings.edx_host.lower(), settings.bind_address.lower(), *settings.extra_hostnames]
+    return tuple(dict.fromkeys(name.strip("[]") for name in names if not is_wildcard(name)))
 
 
 def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpec:
@@ -244,6 +265,8 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
     edx_internal_url = f"http://{_edx_host_from_container(settings.edx_host, host_mode)}:{settings.edx_port}"
 
     environment = {k: v for k, v in settings.dotenv.items() if k not in SECRET_KEYS}
+    hostnames = served_hostnames(settings)
+    urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
         "NB_UID": str(host_uid),
         "NB_GID": str(host_gid),
@@ -254,6 +277,10 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         "JUPYTER_PUBLIC_PORT": str(settings.jupyter_port),
         "EDX_ORIGIN": settings.edx_origin,
         "EDX_INTERNAL_URL": edx_internal_url,
+        # Sifu builds its redirects from these, never from the Host header; Jupyter answers only these names.
+        "SIFU_PUBLIC_URL": urls["sifu"].rstrip("/"),
+        "JUPYTER_PUBLIC_URL": urls["jupyter"].rstrip("/"),
+        "DEVSTACK_HOSTNAMES": ",".join(hostnames),
         "DEVSTACK_SECRETS_DIR": SECRETS_MOUNT,
     })
     # supervisor starts Sifu with $SIFU_COMMAND; unset (even if `.env` has it empty), the image's default.
@@ -313,7 +340,7 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         stop_signal="SIGQUIT",
     )
 
-    bind = f"[{settings.bind_address}]" if ":" in settings.bind_address else settings.bind_address
+    bind = url_host(settings.bind_address)
     proxy_spec = ProxySpec(
         sifu_port=settings.sifu_port,
         jupyter_port=settings.jupyter_port,
@@ -335,6 +362,7 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         network_mode=settings.network_mode,
         project_files=find_project_proxy_files(settings.project_dir),
         sources=proxy_source_folders(settings.project_dir),
+        hostnames=hostnames,
     )
 
     def moved_by(key: str) -> str:
@@ -396,29 +424,6 @@ def _check_distinct_ports(settings: Settings, sifu_internal: int, jupyter_intern
 def _edx_host_from_container(host: str, host_mode: bool) -> str:
     """The Open edX host as the notebook container must write it: a loopback name means the
     host itself, which a bridge network reaches through the gateway name."""
-    if host.lower() in LOOPBACK_NAMES:
+    if host.lower() == "0.0.0.0" or is_loopback(host):
         return "127.0.0.1" if host_mode else HOST_GATEWAY_NAME
-    return f"[{host}]" if ":" in host else host
-
-
-def same_site(host_a: str, host_b: str) -> bool:
-    """Whether a browser treats two hosts as one site (what SameSite=Lax cookies in a frame need).
-    Ports never matter; names and addresses are compared as written (localhost is not 127.0.0.1)."""
-    a, b = host_a.lower().strip("[]"), host_b.lower().strip("[]")
-    if a == b:
-        return True
-    if _is_ip(a) or _is_ip(b):
-        return False
-    # Same registrable domain, approximated by the last two labels (no public-suffix list here).
-    return a.split(".")[-2:] == b.split(".")[-2:] and "." in a and "." in b
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
+    return url_host(host)

@@ -71,12 +71,19 @@ class Project:
         return Background(process)
 
     @property
+    def public_host(self) -> str:
+        """The host the stack is served under, as devstack shows it: EDX_HOSTNAME's loopback name
+        (localhost by default). Sifu sends a browser that comes under another name there first."""
+        edx_host = self.settings.get("EDX_HOSTNAME", "localhost:8000").rpartition(":")[0]
+        return edx_host if edx_host in ("localhost", "127.0.0.1") else "127.0.0.1"
+
+    @property
     def sifu_url(self) -> str:
-        return f"http://127.0.0.1:{self.sifu_port}"
+        return f"http://{self.public_host}:{self.sifu_port}"
 
     @property
     def jupyter_url(self) -> str:
-        return f"http://127.0.0.1:{self.jupyter_port}"
+        return f"http://{self.public_host}:{self.jupyter_port}"
 
     @property
     def notebooks(self) -> Path:

@@ -1,5 +1,6 @@
 # Production's Jupyter Notebook configuration, driven by the environment that
 # devstack (or docker compose) gives the container.
+import ipaddress
 import os
 import re
 
@@ -16,7 +17,12 @@ c.NotebookApp.port = int(os.environ.get("JUPYTER_LISTEN_PORT", "3335"))
 c.NotebookApp.port_retries = 0
 c.NotebookApp.open_browser = False
 c.NotebookApp.notebook_dir = "/notebooks"
-c.NotebookApp.allow_remote_access = True
+# DNS rebinding: Jupyter answers only to the Host names the stack is served under (devstack passes
+# them; Jupyter's own default is localhost), so that a web page whose name is re-pointed at this
+# machine cannot start a kernel, even behind a project's own proxy files that let any Host through.
+c.NotebookApp.allow_remote_access = False
+hostnames = [name for name in os.environ.get("DEVSTACK_HOSTNAMES", "localhost").split(",") if name]
+c.NotebookApp.local_hostnames = hostnames
 c.NotebookApp.trust_xheaders = True
 # The notebook user is the owner of the host's notebooks folder, root included.
 c.NotebookApp.allow_root = os.getuid() == 0
@@ -30,6 +36,34 @@ c.NotebookApp.websocket_url = ""
 # The token comes from JUPYTER_TOKEN_FILE (Jupyter reads it itself), so it is
 # never printed in the startup banner.
 c.NotebookApp.login_handler_class = "sifu_gate.SifuGateLoginHandler"
+
+
+def _allow_listed_addresses(addresses):
+    """Jupyter lets through IP literals only when they are loopback; an address the stack is served
+    on (BIND_ADDRESS, ALLOWED_HOSTS) is no rebinding risk (a page cannot make a browser send another
+    site's address as Host), so it is let through too."""
+    from notebook.base.handlers import IPythonHandler
+
+    check_host = IPythonHandler.check_host
+
+    def check_host_or_listed_address(handler):
+        host = re.match(r"^(.*?)(:\d+)?$", handler.request.host).group(1).strip("[]").lower()
+        return host in addresses or check_host(handler)
+
+    IPythonHandler.check_host = check_host_or_listed_address
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+_addresses = {name for name in hostnames if _is_ip(name)}
+if _addresses:
+    _allow_listed_addresses(_addresses)
 
 _TOKEN_IN_URI = re.compile(r"([?&]token=)[^&]*")
 

@@ -41,12 +41,31 @@ def findings_of_empty(tmp_path):
     return tmp_path, lint_stack(describe_stack(settings, 1000, 1000), settings)
 
 
-def test_seed_style_files_only_warn_about_host_header(tmp_path):
+def test_seed_style_files_warn_about_host_header_and_the_unchecked_host(tmp_path):
     folder, findings = findings_of("eb-al1", tmp_path)
-    assert {f.code for f in findings} == {"host-header"}
-    (only,) = findings
-    assert only.file == folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-jupyter-proxy.conf"
-    assert only.lineno == 31 and "$http_host" in only.fix and only.severity == "warning"
+    proxy = folder / ".ebextensions/.nginx/proxy"
+    assert {f.code for f in findings} == {"host-header", "host-unchecked"}
+    grouped = by_code(findings)
+    (header,) = grouped["host-header"]
+    assert header.file == proxy / "elasticbeanstalk-nginx-jupyter-proxy.conf"
+    assert header.lineno == 31 and "$http_host" in header.fix and header.severity == "warning"
+    # Production's servers answer to any Host: a rebinding page's too.
+    unchecked = {(f.file.name, f.lineno, f.severity) for f in grouped["host-unchecked"]}
+    assert unchecked == {("elasticbeanstalk-nginx-jupyter-proxy.conf", 6, "warning"),
+                         ("elasticbeanstalk-nginx-sifu-proxy.conf", 6, "warning")}
+    assert all("DNS rebinding" in f.message and "return 421" in f.fix for f in grouped["host-unchecked"])
+
+
+def test_a_project_server_that_checks_the_host_is_not_flagged(tmp_path):
+    folder, settings, _ = project_from("eb-al1", tmp_path, ALLOWED_HOSTS="notebook.local.test")
+    sifu = folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf"
+    (unchecked,) = [f for f in lint_stack(describe_stack(settings, 1000, 1000), settings)
+                    if f.code == "host-unchecked" and f.file == sifu]
+    assert "notebook\\.local\\.test" in unchecked.fix  # the fix names the stack's own names
+    text = sifu.read_text().replace("listen 3334;", 'listen 3334;\n        if ($host !~* "^localhost$") { return 421; }', 1)
+    sifu.write_text(text)
+    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    assert [f.file.name for f in findings if f.code == "host-unchecked"] == ["elasticbeanstalk-nginx-jupyter-proxy.conf"]
 
 
 def test_swapped_upstream_ports_are_named_with_file_and_line(tmp_path):
@@ -72,6 +91,8 @@ def test_every_mistake_of_the_mistakes_fixture_is_found(tmp_path):
         ("route", "sifu.conf", 14),  # listens on Sifu's port, proxies to jupyter
         ("allow-from", "jupyter.conf", 3),
         ("host-header", "jupyter.conf", 10),
+        ("host-unchecked", "sifu.conf", 6),
+        ("host-unchecked", "jupyter.conf", 1),
         ("unpublished-listen", "jupyter.conf", 15),
         ("dangling-symlink", "gone.conf", None),
     }

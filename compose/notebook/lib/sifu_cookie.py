@@ -10,6 +10,10 @@ import re
 import time
 
 COOKIE_NAME = "JUPYTER_AUTHORIZATION"
+# How long a signed cookie is good for (Sifu's session is a working day; the stand-in sets the same
+# Max-Age), and how far ahead of this clock an issuing clock may run.
+MAX_AGE_SECONDS = 12 * 3600
+CLOCK_SKEW_SECONDS = 300
 _SUBJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -26,12 +30,15 @@ def sign(secret, subject, issued_at=None):
     return payload + "." + mac
 
 
-def verify(secret, value):
-    """The subject of a valid cookie, or None."""
+def verify(secret, value, now=None):
+    """The subject of a valid cookie that has not expired, or None."""
     if not value or not secret:
         return None
     parts = value.split(".")
     if len(parts) != 4 or parts[0] != "v1" or not _SUBJECT.match(parts[1]) or not parts[2].isdigit():
         return None
     expected = hmac.new(secret.encode(), ".".join(parts[:3]).encode(), hashlib.sha256).hexdigest()
-    return parts[1] if hmac.compare_digest(expected, parts[3]) else None
+    if not hmac.compare_digest(expected, parts[3]):
+        return None
+    age = (time.time() if now is None else now) - int(parts[2])
+    return parts[1] if -CLOCK_SKEW_SECONDS <= age <= MAX_AGE_SECONDS else None

@@ -3,9 +3,13 @@
 It keeps Sifu's contract with the proxy and with Jupyter, nothing more:
 - GET /health answers 200;
 - GET /login?next=PATH sets the signed JUPYTER_AUTHORIZATION cookie (HttpOnly,
-  SameSite=Lax) and redirects to Jupyter on its public port with Jupyter's
-  token, which logs the browser into Jupyter as well;
+  SameSite=Lax, expiring) and redirects to Jupyter at its public URL with
+  Jupyter's token, which logs the browser into Jupyter as well;
 - GET / sends the browser to /login.
+Every URL it writes comes from the stack's public URLs (SIFU_PUBLIC_URL,
+JUPYTER_PUBLIC_URL), never from the Host header: a request under another name
+(a page that re-pointed its DNS name at this machine) is sent to the public
+/login, and gets neither cookie nor token.
 It logs no query strings: they carry the token on the way out.
 """
 
@@ -20,7 +24,8 @@ import sifu_cookie
 
 LISTEN_ADDRESS = os.environ.get("NOTEBOOK_LISTEN_ADDRESS", "0.0.0.0")
 LISTEN_PORT = int(os.environ.get("SIFU_LISTEN_PORT", "3334"))
-JUPYTER_PUBLIC_PORT = os.environ.get("JUPYTER_PUBLIC_PORT", "3335")
+SIFU_PUBLIC_URL = os.environ.get("SIFU_PUBLIC_URL", "http://localhost:3334").rstrip("/")
+JUPYTER_PUBLIC_URL = os.environ.get("JUPYTER_PUBLIC_URL", "http://localhost:3335").rstrip("/")
 SUBJECT = os.environ.get("SIFU_STANDIN_USER", "developer")
 TOKEN_IN_TEXT = re.compile(r"([?&]token=)[^&\s'\"]*")
 
@@ -53,9 +58,7 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/login":
             self._login(parse_qs(url.query).get("next", [""])[0])
         elif url.path == "/":
-            self.send_response(302)
-            self.send_header("Location", "/login")
-            self.end_headers()
+            self._redirect(f"{SIFU_PUBLIC_URL}/login")
         else:
             self._send(404, {"error": "not found"})
 
@@ -64,12 +67,28 @@ class Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": "the project's secrets are not mounted"})
             return
         path, query = safe_next(next_value)
+        if not self._under_public_name():
+            # The cookie would be set for, and the token sent to, whatever site named itself in Host.
+            wanted = f"{path}?{urlencode(query, doseq=True)}" if query else path
+            self._redirect(f"{SIFU_PUBLIC_URL}/login?{urlencode({'next': wanted})}")
+            return
         query["token"] = [JUPYTER_TOKEN]
-        host = self._public_host()
         cookie = sifu_cookie.sign(SECRET, SUBJECT)
+        self._redirect(f"{JUPYTER_PUBLIC_URL}{path}?{urlencode(query, doseq=True)}", set_cookie=(
+            f"{sifu_cookie.COOKIE_NAME}={cookie}; Path=/; Max-Age={sifu_cookie.MAX_AGE_SECONDS}; "
+            "HttpOnly; SameSite=Lax"))
+
+    def _under_public_name(self):
+        """Whether the browser asked for this stand-in under its public URL's host name. The port is
+        not compared: a proxy that sends `Host $host` drops it, and a name is what rebinding forges."""
+        asked = urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
+        return asked == (urlsplit(SIFU_PUBLIC_URL).hostname or "")
+
+    def _redirect(self, location, set_cookie=None):
         self.send_response(302)
-        self.send_header("Set-Cookie", f"{sifu_cookie.COOKIE_NAME}={cookie}; Path=/; HttpOnly; SameSite=Lax")
-        self.send_header("Location", f"http://{host}:{JUPYTER_PUBLIC_PORT}{path}?{urlencode(query, doseq=True)}")
+        if set_cookie:
+            self.send_header("Set-Cookie", set_cookie)
+        self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -80,13 +99,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def _public_host(self):
-        """The host the browser used, without Sifu's port: Jupyter is the same host on its own port."""
-        host = self.headers.get("Host") or "127.0.0.1"
-        if host.startswith("["):  # [::1]:3334
-            return host.split("]", 1)[0] + "]"
-        return host.rsplit(":", 1)[0]
 
     def log_request(self, code="-", size="-"):
         path = urlsplit(self.path).path  # never the query: it may carry a token
