@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from .eb import DockerEnvsRequest, ProjectProxyFiles, docker_envs_request, find_project_proxy_files, proxy_source_folders
 from .errors import ConfigError
 from .hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
-from .settings import SECRET_KEYS, Settings
+from .settings import Settings, setting_keys
 
 # Labels are identity: "what devstack owns" is a query on these, never a name guess.
 LABEL_PROJECT = "devstack.project"
@@ -264,7 +264,10 @@ def describe_stack(settings: Settings, host_uid: int, host_gid: int) -> StackSpe
         listen_address = "0.0.0.0"
     edx_internal_url = f"http://{_edx_host_from_container(settings.edx_host, host_mode)}:{settings.edx_port}"
 
-    environment = {k: v for k, v in settings.dotenv.items() if k not in SECRET_KEYS}
+    # What `.env` adds beyond devstack's own settings reaches the container, as compose's env_file does;
+    # devstack's settings (ports, KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's.
+    own_settings = set(setting_keys())
+    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
     hostnames = served_hostnames(settings)
     urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
