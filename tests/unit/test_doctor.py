@@ -16,8 +16,8 @@ def no_engine():
     raise EngineUnavailable("no engine")
 
 
-def doctor_for(tmp_path, run=subprocess.run, **environ):
-    return Doctor(load_settings(tmp_path, environ=environ), connect=no_engine, run=run)
+def doctor_for(tmp_path, run=subprocess.run, uid=None, **environ):
+    return Doctor(load_settings(tmp_path, environ=environ), connect=no_engine, run=run, uid=uid)
 
 
 def test_token_warns_when_sifu_repo_needs_one(tmp_path):
@@ -38,9 +38,35 @@ def test_notebooks_folder_missing_writable_and_owned(tmp_path):
     (tmp_path / "notebooks").mkdir()
     results = check_notebooks_dir(doctor_for(tmp_path))
     assert [r.status for r in results] == [PASS, PASS]
-    os.chown(tmp_path / "notebooks", 4321, 4321)
-    if os.getuid() != 0:
-        assert any(r.status == WARN for r in check_notebooks_dir(doctor_for(tmp_path)))
+
+
+def owner_row(tmp_path, uid, **environ):
+    (row,) = [r for r in check_notebooks_dir(doctor_for(tmp_path, uid=uid, **environ)) if r.check == "notebook user"]
+    return row
+
+
+def test_notebooks_folder_owned_by_another_uid_warns(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    if os.getuid() == 0:
+        os.chown(folder, 4321, 4321)  # as root: a folder of another user; otherwise it is already ours, not root's
+    owner = folder.stat().st_uid
+    row = owner_row(tmp_path, uid=owner + 1)
+    assert row.status == WARN and f"belongs to uid {owner}, not you ({owner + 1})" in row.detail
+    assert f"chown -R {owner + 1} {folder}" in row.fix
+    assert owner_row(tmp_path, uid=owner).status == PASS
+    assert owner_row(tmp_path, uid=0).status == PASS  # root reads and writes whatever uid Jupyter runs as
+
+
+def test_notebooks_folder_owned_by_root_warns_a_user(tmp_path):
+    if os.getuid() == 0:
+        (tmp_path / "notebooks").mkdir()  # root's
+        environ = {}
+    else:
+        environ = {"NOTEBOOKS_DIR": "/"}  # a folder root owns on every Unix
+    row = owner_row(tmp_path, uid=1000, **environ)
+    assert row.status == WARN and "belongs to root, so Jupyter runs as root" in row.detail
+    assert row.fix.startswith("sudo chown -R 1000:")
 
 
 def test_docker_envs_copy_without_a_file_in_the_context_fails(tmp_path):
