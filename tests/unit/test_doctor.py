@@ -79,15 +79,43 @@ def test_docker_envs_copy_without_a_file_in_the_context_fails(tmp_path):
     assert check_docker_envs(doctor_for(tmp_path)) == []
 
 
-def test_buildkit_is_informational_and_names_what_is_missing(tmp_path):
+def fake_docker(folder):
+    folder.mkdir(parents=True)
+    (folder / "docker").write_text("#!/bin/sh\nexit 1\n")  # never run: doctor's `run` is the fake below
+    (folder / "docker").chmod(0o755)
+    return str(folder / "docker")
+
+
+def test_buildkit_is_informational_and_names_each_client_found(tmp_path, monkeypatch):
+    # The clients are files of this test (PATH and Debian's path pointed here), never the host's.
+    local = fake_docker(tmp_path / "usr-local-bin")
+    debian = fake_docker(tmp_path / "usr-bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "usr-local-bin"))
+    monkeypatch.setattr("devstack.doctor.DEBIAN_DOCKER", debian)
+    buildx = set()
+
     def fake_run(cmd, **kwargs):
         if cmd[1:] == ["--version"]:
-            out = "Docker version 28.2.2, build e6534b4" if "local" in cmd[0] else "Docker version 20.10.24+dfsg1, build 297e128"
+            out = "Docker version 28.2.2, build e6534b4" if cmd[0] == local else "Docker version 20.10.24+dfsg1, build 297e128"
             return subprocess.CompletedProcess(cmd, 0, out, "")
-        return subprocess.CompletedProcess(cmd, 1, "", "unknown command")
+        return subprocess.CompletedProcess(cmd, 0 if cmd[0] in buildx else 1, "", "unknown command")
 
     (result,) = check_buildkit(doctor_for(tmp_path, run=fake_run))
     assert result.status == INFO and "needs no BuildKit" in result.detail
+    assert f"{local} 28.2: no buildx plugin, so no BuildKit" in result.detail
+    assert f"{debian} 20.10: BuildKit with DOCKER_BUILDKIT=1 (no buildx plugin)" in result.detail
+    assert result.fix == ""  # Debian's client already gives BuildKit
+
+    monkeypatch.setattr("devstack.doctor.DEBIAN_DOCKER", str(tmp_path / "absent" / "docker"))
+    (result,) = check_buildkit(doctor_for(tmp_path, run=fake_run))
+    assert debian not in result.detail and "docker-buildx-plugin" in result.fix
+    buildx.add(local)
+    (result,) = check_buildkit(doctor_for(tmp_path, run=fake_run))
+    assert f"{local} 28.2: BuildKit with the buildx plugin" in result.detail and result.fix == ""
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (result,) = check_buildkit(doctor_for(tmp_path, run=fake_run))
+    assert "no docker client on PATH" in result.detail
 
 
 def test_a_check_that_raises_becomes_a_failed_row(tmp_path):
