@@ -1,12 +1,14 @@
 """doctor's checks that need no engine, and its renderers."""
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 from rich.console import Console
 
 from devstack.doctor import FAIL, INFO, PASS, WARN, CheckResult, Doctor, check_buildkit, check_docker_envs, \
-    check_notebooks_dir, check_token, failed, run_checks
+    check_notebooks_dir, check_proxy_lint, check_token, failed, run_checks
 from devstack.errors import EngineUnavailable
 from devstack.settings import load_settings
 from devstack.view import doctor_lines, doctor_to_json, render_doctor
@@ -67,6 +69,17 @@ def test_notebooks_folder_owned_by_root_warns_a_user(tmp_path):
     row = owner_row(tmp_path, uid=1000, **environ)
     assert row.status == WARN and "belongs to root, so Jupyter runs as root" in row.detail
     assert row.fix.startswith("sudo chown -R 1000:")
+
+
+def test_proxy_lint_warns_and_does_not_fail_on_the_unloaded_hosts_file(tmp_path):
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    shutil.copytree(fixtures / "eb-al1-swapped", tmp_path, dirs_exist_ok=True)
+    results = check_proxy_lint(doctor_for(tmp_path))
+    assert not failed(results), results
+    hosts = tmp_path / ".ebextensions/.nginx/hosts/hosts.conf"
+    swapped = [r for r in results if r.detail.startswith(f"{hosts}:")]
+    assert [(r.status, r.detail.split(": ")[0]) for r in swapped] == [(WARN, f"{hosts}:2"), (WARN, f"{hosts}:6")]
+    assert all("not loaded" in r.detail for r in swapped)
 
 
 def test_docker_envs_copy_without_a_file_in_the_context_fails(tmp_path):
