@@ -131,3 +131,17 @@ def test_frame_site_check(edx, served, bind, warns):
     assert (finding is not None) == warns
     if finding is not None and edx == "localhost":
         assert "http://localhost:3334/login" in finding.fix
+
+
+def test_the_lint_never_reads_what_a_project_file_includes_from_this_machine(tmp_path):
+    # Were the include followed, the broken file outside the project would give a syntax finding.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "broken.conf").write_text("this is { not nginx\n")
+    folder, settings, _ = project_from("eb-al1", tmp_path)
+    proxy = folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf"
+    proxy.write_text(proxy.read_text() + f"include {outside}/broken.conf;\ninclude /etc/nginx/mime.types;\n")
+    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    assert "syntax" not in by_code(findings)
+    (outside_include,) = by_code(findings)["include-outside"]
+    assert outside_include.file == proxy and str(outside) in outside_include.message
