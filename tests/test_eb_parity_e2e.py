@@ -15,8 +15,6 @@ from conftest import free_port, make_project, _remove_by_label
 from edx import EdxServer, chromium
 from helpers import login, run_cell, wait_for
 
-pytestmark = pytest.mark.engine
-
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OTHER_SITE = "localhost"  # EDX_HOSTNAME below says 127.0.0.1: for a browser, another site
 
@@ -130,9 +128,9 @@ def test_doctor_fails_naming_the_fix_when_a_port_is_taken(project):
     assert "JUPYTER_PORT" in taken["fix"] and "in use" in taken["detail"]
 
 
-def test_doctor_fails_naming_the_fix_when_the_daemon_is_unreachable(project, tmp_path):
+def test_doctor_fails_naming_the_fix_when_the_daemon_is_unreachable(engineless_project, tmp_path):
     socket_path = tmp_path / "no-such-docker.sock"
-    code, report = doctor(project, DOCKER_HOST=f"unix://{socket_path}")
+    code, report = doctor(engineless_project, DOCKER_HOST=f"unix://{socket_path}")
     assert code == 1
     (engine,) = rows(report, "fail")
     assert engine["check"] == "Docker Engine" and str(socket_path) in engine["detail"]

@@ -10,13 +10,10 @@ import sys
 import time
 
 import httpx
-import pytest
 from conftest import make_project
 from helpers import wait_for
 
 from devstack import assets
-
-pytestmark = pytest.mark.engine
 
 
 def copy_notebook_context(tmp_path, sifu_source: str):

@@ -19,8 +19,6 @@ import pytest
 from conftest import NGINX_IMAGE, PROJECT_LABEL, free_port, make_project
 from helpers import login, save_notebook, wait_for
 
-pytestmark = pytest.mark.engine
-
 
 def run_in_pty(argv: list[str], cwd, env: dict[str, str], typed: bytes, timeout: float = 60) -> tuple[int, str]:
     """Run a command on a real terminal (a pty), type `typed` once it has printed something
@@ -334,7 +332,8 @@ def test_up_rm_removes_a_stack_that_fails_to_come_up(project, docker_client):
     ("{jupyter}:8888", "host port {jupyter} (EXTRA_PORTS from {env}:{line}) is the proxy's JUPYTER_PORT"),
     ("9000:3335", "container port 3335"),
 ])
-def test_each_bad_extra_ports_value_gives_its_error(project, extra_ports, expected):
+def test_each_bad_extra_ports_value_gives_its_error(engineless_project, extra_ports, expected):
+    project = engineless_project
     project.write_env(EXTRA_PORTS=extra_ports.format(sifu=project.sifu_port, jupyter=project.jupyter_port))
     line = _error_line(project.run("config", check=False))
     env_line = list(project.settings).index("EXTRA_PORTS") + 1
@@ -343,15 +342,17 @@ def test_each_bad_extra_ports_value_gives_its_error(project, extra_ports, expect
     assert "EXTRA_PORTS" in line
 
 
-def test_bad_p_flag_gives_its_error_before_anything_runs(project, docker_client):
+def test_bad_p_flag_gives_its_error_before_anything_runs(engineless_project):
+    # No engine answers: the port error, not "no Docker Engine", shows it comes before any Docker call.
+    project = engineless_project
     line = _error_line(project.run("up", "-d", "-p", "8888:8888", "-p", "8888:9000", check=False))
     assert "host port 8888 is published twice (-p 8888:8888 and -p 8888:9000)" in line
     line = _error_line(project.run("up", "-d", "-p", f"{project.jupyter_port}:80", check=False))
     assert f"host port {project.jupyter_port} (-p {project.jupyter_port}:80) is the proxy's JUPYTER_PORT" in line
-    assert not project_containers(docker_client, project)
 
 
 def test_extra_port_in_use_is_named(project, docker_client):
+    # Needs the engine: a port this project's own containers hold is not "in use".
     port = free_port()
     project.write_env(EXTRA_PORTS=f"{port}:8888")
     with socket.socket() as holder:
@@ -364,12 +365,12 @@ def test_extra_port_in_use_is_named(project, docker_client):
     assert not project_containers(docker_client, project)
 
 
-def test_rm_with_detach_is_refused(project):
-    line = _error_line(project.run("up", "-d", "--rm", check=False))
+def test_rm_with_detach_is_refused(engineless_project):
+    line = _error_line(engineless_project.run("up", "-d", "--rm", check=False))
     assert "--rm" in line and "-d" in line
 
 
-def test_invalid_container_name_is_named(project):
-    project.write_env(NOTEBOOK_CONTAINER_NAME="proversity jupyter")
-    line = _error_line(project.run("config", check=False))
+def test_invalid_container_name_is_named(engineless_project):
+    engineless_project.write_env(NOTEBOOK_CONTAINER_NAME="proversity jupyter")
+    line = _error_line(engineless_project.run("config", check=False))
     assert "NOTEBOOK_CONTAINER_NAME='proversity jupyter' is not a container name" in line

@@ -28,8 +28,6 @@ from gitserver import GitServer, SifuRepository
 
 from devstack import assets
 
-pytestmark = pytest.mark.engine
-
 CANARY = "ghp_CANARY" + uuid.uuid4().hex  # token-shaped, and found only where it was put
 WRONG = "ghp_WRONGTOKEN" + uuid.uuid4().hex
 NEEDLES = (CANARY.encode(), WRONG.encode())

@@ -20,8 +20,6 @@ from helpers import login, wait_for, xsrf_headers
 
 from devstack import assets
 
-pytestmark = pytest.mark.engine
-
 
 def own_templates(project) -> str:
     shutil.copytree(assets.nginx_dir(), project.dir / "proxy-templates")
