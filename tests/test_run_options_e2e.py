@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -130,18 +131,20 @@ def test_exec_passes_the_exit_code_and_keeps_stdout_and_stderr_apart(seedlike):
 
 
 def test_exec_streams_output_as_it_comes(seedlike):
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "exec", "--", "sh", "-c",
-                             "echo first; sleep 8; echo second"],
-                            cwd=seedlike.dir, env=seedlike.cli_env(), stdout=subprocess.PIPE, text=True)
-    started = time.monotonic()
+    # The command prints its second line only once the test has seen the first: output held back
+    # until the command ends would never arrive, and the bounded wait below fails.
+    release = f"/tmp/release-{uuid.uuid4().hex[:8]}"
+    command = seedlike.start("exec", "--", "sh", "-c",
+                             f"echo first; while [ ! -e {release} ]; do sleep 0.1; done; echo second")
     try:
-        assert proc.stdout.readline() == "first\n"
-        assert time.monotonic() - started < 7, "the first line waited for the command to end"
-        assert proc.stdout.readline() == "second\n"
-        assert proc.wait(timeout=30) == 0
+        command.wait_for_line("first", timeout=120)
+        assert command.count("second") == 0
+        seedlike.run("exec", "--", "touch", release)
+        command.wait_for_line("second", timeout=120)
+        assert command.process.wait(timeout=60) == 0
+        assert command.lines == ["first", "second"]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        command.stop()
 
 
 def test_exec_runs_as_the_notebooks_owner_unless_told(seedlike):
