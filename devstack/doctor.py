@@ -42,8 +42,9 @@ class Doctor:
     """What the checks may look at. The engine is connected once, on first use; None if it does not answer."""
 
     def __init__(self, settings: Settings, connect: Callable[[], Engine] = Engine.connect,
-                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run):
+                 run: Callable[..., subprocess.CompletedProcess] = subprocess.run, uid: int | None = None):
         self.settings = settings
+        self.uid = os.getuid() if uid is None else uid  # whom the checks speak to; injectable for tests run as root
         self.spec: StackSpec = describe_stack(settings, *host_ids(settings.notebooks_path))
         self.run = run
         self._connect = connect
@@ -168,9 +169,9 @@ def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
         results.append(CheckResult(name, PASS, f"{folder} is writable"))
     else:
         results.append(CheckResult(name, FAIL, f"{folder} is not writable by you",
-                                   f"chown {os.getuid()} {folder} (or chmod u+w)"))
+                                   f"chown {doctor.uid} {folder} (or chmod u+w)"))
     owner = folder.stat().st_uid
-    me = os.getuid()
+    me = doctor.uid
     if owner == 0 and me != 0:
         results.append(CheckResult("notebook user", WARN, f"{folder} belongs to root, so Jupyter runs as root "
                                    "and what it writes there is root's", f"sudo chown -R {me}:{os.getgid()} {folder}"))

@@ -9,7 +9,7 @@ sidecar remains the judge of what loads: the lint explains what would misbehave.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .nginxconf import Directive, ParsedFile, listen_port, parse_file
@@ -116,11 +116,22 @@ def lint_rendered(rendered: RenderedProxy, ctx: LintContext, own_templates: Path
             findings += check_host_gate(file, ctx)
             findings += check_cors(file)
             findings += check_frame_options(file, ctx)
+    findings = [_not_loaded(f) if f.file in unloaded else f for f in findings]
     loaded = [file for _, file, _ in parsed]
     findings += check_log_formats(loaded)
     findings += check_includes(loaded, set(rendered.files))
     findings += check_served(loaded, ctx)
     return findings
+
+
+def _not_loaded(finding: Finding) -> Finding:
+    """A finding in a file nothing loads (`.ebextensions/.nginx/hosts/`): devstack does not, and no hook
+    of production's repository does (an older one appended it to the upstream file). Worth a warning,
+    in case such a hook is still about; never an error, since nothing loaded misbehaves because of it."""
+    return replace(finding, severity="warning",
+                   message=f"{finding.message} (in a file that is not loaded: neither devstack nor "
+                           "production's deploy hooks include it)",
+                   fix=f"{finding.fix}, or remove the file")
 
 
 # -- the checks: pure functions of parsed files -------------------------------------

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import glob
+import os
+
 import crossplane
+
+# Where EB's nginx (and the sidecar's) reads its configuration: an absolute include under it names a
+# file of the rendered tree; a relative one is relative to it, as nginx resolves it against its prefix.
+NGINX_PREFIX = "/etc/nginx/"
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,67 @@ def parse_file(path: Path) -> ParsedFile:
     config = payload["config"][0] if payload["config"] else {"parsed": [], "errors": []}
     errors = tuple((e.get("line"), str(e.get("error", ""))) for e in payload.get("errors", []))
     return ParsedFile(path, _convert(config.get("parsed", []), path, ()), errors)
+
+
+@dataclass(frozen=True)
+class ParsedTree:
+    """A rendered tree read from its main file, includes followed inside the tree only."""
+
+    root: Path
+    files: tuple[ParsedFile, ...]  # the main file first, then each included file the first time it is included
+    not_in_tree: tuple[str, ...] = ()  # includes naming no file of the tree (the image's mime.types): never opened
+
+    def walk(self) -> Iterator[Directive]:
+        for file in self.files:
+            yield from file.walk()
+
+    def file(self, rel: str) -> ParsedFile | None:
+        return next((f for f in self.files if f.path == self.root / rel), None)
+
+
+def parse_tree(root: Path, main: str = "nginx.conf") -> ParsedTree:
+    """The tree under `root` as nginx reads it from `main`, without ever reading a file outside `root`.
+
+    crossplane's own include handling opens absolute paths on this machine (`include /etc/nginx/mime.types`
+    reads the host's nginx, or fails without one), so each file is parsed on its own (`single`) and its
+    includes are resolved against the tree, which the sidecar's nginx sees as NGINX_PREFIX."""
+    base = root.resolve()
+    files: list[ParsedFile] = []
+    not_in_tree: list[str] = []
+
+    def visit(path: Path) -> None:
+        if any(f.path == path for f in files):
+            return
+        parsed = parse_file(path)
+        files.append(parsed)
+        for directive in parsed.walk():
+            if directive.name == "include" and directive.args:
+                targets = _resolve_include(directive.args[0], base)
+                if targets is None:
+                    not_in_tree.append(directive.args[0])
+                for target in targets or ():
+                    visit(target)
+
+    visit(base / main)
+    return ParsedTree(base, tuple(files), tuple(dict.fromkeys(not_in_tree)))
+
+
+def _resolve_include(target: str, base: Path) -> list[Path] | None:
+    """The tree's files an include names, in nginx's (sorted) order; None when it names a file that is
+    not in the tree (a glob that matches nothing is fine for nginx, and is [])."""
+    rel = target[len(NGINX_PREFIX):] if target.startswith(NGINX_PREFIX) else target
+    if os.path.isabs(rel):
+        return None  # outside the prefix: never part of the tree
+    pattern = str(base / rel)
+    magic = glob.has_magic(pattern)
+    found = []
+    for candidate in sorted(glob.glob(pattern)) if magic else [pattern]:
+        resolved = Path(candidate).resolve()
+        if resolved.is_file() and resolved.is_relative_to(base):  # a symlink out of the tree is not followed
+            found.append(resolved)
+        elif not magic:
+            return None
+    return found
 
 
 def _convert(items: list[dict[str, Any]], path: Path, parents: tuple[Directive, ...]) -> tuple[Directive, ...]:

@@ -2,6 +2,10 @@
 
 A missing engine is a failure, not a skip. Every project a test makes has a
 unique name and free ports, and is removed by label at the end.
+
+Two tiers: every test that uses the engine (the `docker_client` fixture, directly or through
+`project`, `running_stack` and the like) is marked `engine` here, so `pytest -m "not engine"` runs
+exactly the tests that need no daemon.
 """
 
 from __future__ import annotations
@@ -29,6 +33,17 @@ RUN_ID = uuid.uuid4().hex[:6]
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 _counter = iter(range(1, 10_000))
+
+# Where the engineless projects' CLI looks for an engine: nothing answers there.
+NO_ENGINE = "unix:///nonexistent/devstack-tests-no-engine.sock"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `engine` marker follows from the fixtures: a test needs the engine exactly when
+    `docker_client` is among the fixtures it uses, however indirectly."""
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +78,22 @@ def _remove_by_label(client, name: str, prefix: bool = False) -> None:
             network.remove()
 
 
-def make_project(base_dir: Path, **settings: str) -> Project:
-    return new_project(base_dir, f"dst{RUN_ID}p{next(_counter)}", **settings)
+def make_project(base_dir: Path, kind: type[Project] = Project, **settings: str) -> Project:
+    return new_project(base_dir, f"dst{RUN_ID}p{next(_counter)}", kind, **settings)
+
+
+class EnginelessProject(Project):
+    """A project whose CLI finds no engine (DOCKER_HOST points at nothing): for what devstack must refuse
+    before it talks to Docker. Such a test proves that it does, and needs no daemon."""
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        return super().cli_env(**{"DOCKER_HOST": NO_ENGINE, **extra})
+
+
+@pytest.fixture
+def engineless_project(tmp_path):
+    """A project for configuration errors: nothing is created, so nothing needs removing."""
+    return make_project(tmp_path, EnginelessProject)
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from conftest import free_port, make_project, _remove_by_label
 from edx import EdxServer, chromium
 from helpers import login, run_cell, wait_for
 
-pytestmark = pytest.mark.engine
-
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OTHER_SITE = "localhost"  # EDX_HOSTNAME below says 127.0.0.1: for a browser, another site
 
@@ -103,15 +101,16 @@ def test_al2_platform_conf_d_files_are_included(project, docker_client):
     assert "conf.d/elasticbeanstalk/10_fixture.conf:" in dump and "location = /fixture-al2" in dump
 
 
-def test_doctor_names_swapped_upstream_ports_with_file_and_line(project):
+def test_doctor_warns_of_swapped_upstream_ports_in_the_unloaded_hosts_file(project):
     with_fixture(project, "eb-al1-swapped")
     code, report = doctor(project)
-    assert code == 1 and report["ok"] is False
+    assert code == 0 and report["ok"] is True, report  # nothing loads hosts.conf: a warning, not a failure
     hosts = project.dir / ".ebextensions/.nginx/hosts/hosts.conf"
-    failed = [c for c in rows(report, "fail") if c["check"] == "proxy lint"]
-    assert [c["detail"].split(": ")[0] for c in failed] == [f"{hosts}:2", f"{hosts}:6"]
-    assert "upstream jupyter points at port 3334, which is Sifu's port" in failed[0]["detail"]
-    assert failed[0]["fix"] == "write `server 172.17.0.2:3335;` in upstream jupyter"
+    warned = [c for c in rows(report, "warn") if c["check"] == "proxy lint" and c["detail"].startswith(str(hosts))]
+    assert [c["detail"].split(": ")[0] for c in warned] == [f"{hosts}:2", f"{hosts}:6"]
+    assert "upstream jupyter points at port 3334, which is Sifu's port" in warned[0]["detail"]
+    assert "not loaded" in warned[0]["detail"]
+    assert warned[0]["fix"] == "write `server 172.17.0.2:3335;` in upstream jupyter, or remove the file"
 
 
 # -- doctor ----------------------------------------------------------------------------------
@@ -129,9 +128,9 @@ def test_doctor_fails_naming_the_fix_when_a_port_is_taken(project):
     assert "JUPYTER_PORT" in taken["fix"] and "in use" in taken["detail"]
 
 
-def test_doctor_fails_naming_the_fix_when_the_daemon_is_unreachable(project, tmp_path):
+def test_doctor_fails_naming_the_fix_when_the_daemon_is_unreachable(engineless_project, tmp_path):
     socket_path = tmp_path / "no-such-docker.sock"
-    code, report = doctor(project, DOCKER_HOST=f"unix://{socket_path}")
+    code, report = doctor(engineless_project, DOCKER_HOST=f"unix://{socket_path}")
     assert code == 1
     (engine,) = rows(report, "fail")
     assert engine["check"] == "Docker Engine" and str(socket_path) in engine["detail"]

@@ -13,13 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
 from conftest import NGINX_IMAGE, PROJECT_LABEL, free_port, make_project
 from helpers import login, save_notebook, wait_for
-
-pytestmark = pytest.mark.engine
 
 
 def run_in_pty(argv: list[str], cwd, env: dict[str, str], typed: bytes, timeout: float = 60) -> tuple[int, str]:
@@ -132,18 +131,20 @@ def test_exec_passes_the_exit_code_and_keeps_stdout_and_stderr_apart(seedlike):
 
 
 def test_exec_streams_output_as_it_comes(seedlike):
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "exec", "--", "sh", "-c",
-                             "echo first; sleep 8; echo second"],
-                            cwd=seedlike.dir, env=seedlike.cli_env(), stdout=subprocess.PIPE, text=True)
-    started = time.monotonic()
+    # The command prints its second line only once the test has seen the first: output held back
+    # until the command ends would never arrive, and the bounded wait below fails.
+    release = f"/tmp/release-{uuid.uuid4().hex[:8]}"
+    command = seedlike.start("exec", "--", "sh", "-c",
+                             f"echo first; while [ ! -e {release} ]; do sleep 0.1; done; echo second")
     try:
-        assert proc.stdout.readline() == "first\n"
-        assert time.monotonic() - started < 7, "the first line waited for the command to end"
-        assert proc.stdout.readline() == "second\n"
-        assert proc.wait(timeout=30) == 0
+        command.wait_for_line("first", timeout=120)
+        assert command.count("second") == 0
+        seedlike.run("exec", "--", "touch", release)
+        command.wait_for_line("second", timeout=120)
+        assert command.process.wait(timeout=60) == 0
+        assert command.lines == ["first", "second"]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        command.stop()
 
 
 def test_exec_runs_as_the_notebooks_owner_unless_told(seedlike):
@@ -334,7 +335,8 @@ def test_up_rm_removes_a_stack_that_fails_to_come_up(project, docker_client):
     ("{jupyter}:8888", "host port {jupyter} (EXTRA_PORTS from {env}:{line}) is the proxy's JUPYTER_PORT"),
     ("9000:3335", "container port 3335"),
 ])
-def test_each_bad_extra_ports_value_gives_its_error(project, extra_ports, expected):
+def test_each_bad_extra_ports_value_gives_its_error(engineless_project, extra_ports, expected):
+    project = engineless_project
     project.write_env(EXTRA_PORTS=extra_ports.format(sifu=project.sifu_port, jupyter=project.jupyter_port))
     line = _error_line(project.run("config", check=False))
     env_line = list(project.settings).index("EXTRA_PORTS") + 1
@@ -343,15 +345,17 @@ def test_each_bad_extra_ports_value_gives_its_error(project, extra_ports, expect
     assert "EXTRA_PORTS" in line
 
 
-def test_bad_p_flag_gives_its_error_before_anything_runs(project, docker_client):
+def test_bad_p_flag_gives_its_error_before_anything_runs(engineless_project):
+    # No engine answers: the port error, not "no Docker Engine", shows it comes before any Docker call.
+    project = engineless_project
     line = _error_line(project.run("up", "-d", "-p", "8888:8888", "-p", "8888:9000", check=False))
     assert "host port 8888 is published twice (-p 8888:8888 and -p 8888:9000)" in line
     line = _error_line(project.run("up", "-d", "-p", f"{project.jupyter_port}:80", check=False))
     assert f"host port {project.jupyter_port} (-p {project.jupyter_port}:80) is the proxy's JUPYTER_PORT" in line
-    assert not project_containers(docker_client, project)
 
 
 def test_extra_port_in_use_is_named(project, docker_client):
+    # Needs the engine: a port this project's own containers hold is not "in use".
     port = free_port()
     project.write_env(EXTRA_PORTS=f"{port}:8888")
     with socket.socket() as holder:
@@ -364,12 +368,12 @@ def test_extra_port_in_use_is_named(project, docker_client):
     assert not project_containers(docker_client, project)
 
 
-def test_rm_with_detach_is_refused(project):
-    line = _error_line(project.run("up", "-d", "--rm", check=False))
+def test_rm_with_detach_is_refused(engineless_project):
+    line = _error_line(engineless_project.run("up", "-d", "--rm", check=False))
     assert "--rm" in line and "-d" in line
 
 
-def test_invalid_container_name_is_named(project):
-    project.write_env(NOTEBOOK_CONTAINER_NAME="proversity jupyter")
-    line = _error_line(project.run("config", check=False))
+def test_invalid_container_name_is_named(engineless_project):
+    engineless_project.write_env(NOTEBOOK_CONTAINER_NAME="proversity jupyter")
+    line = _error_line(engineless_project.run("config", check=False))
     assert "NOTEBOOK_CONTAINER_NAME='proversity jupyter' is not a container name" in line

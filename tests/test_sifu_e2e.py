@@ -28,8 +28,6 @@ from gitserver import GitServer, SifuRepository
 
 from devstack import assets
 
-pytestmark = pytest.mark.engine
-
 CANARY = "ghp_CANARY" + uuid.uuid4().hex  # token-shaped, and found only where it was put
 WRONG = "ghp_WRONGTOKEN" + uuid.uuid4().hex
 NEEDLES = (CANARY.encode(), WRONG.encode())
@@ -197,10 +195,8 @@ def test_an_unknown_repository_and_an_unreachable_host_are_named(sifu, docker_cl
         line = error_line(sifu.run("build", check=False))
         assert f"SIFU_REPO={sifu.server.url('no-such-repo')}" in line and "repository not found" in line
         sifu.project.write_env(SIFU_REPO=closed)
-        started = time.monotonic()
         line = error_line(sifu.run("build", check=False))
         assert f"SIFU_REPO={closed}" in line and "cannot reach" in line
-        assert time.monotonic() - started < 60
         assert notebook_state(sifu, docker_client) == before
     finally:
         sifu.project.write_env(SIFU_REPO=sifu.server.url("sifu"))

@@ -15,8 +15,6 @@ from helpers import login, run_cell, save_notebook
 
 from devstack import assets
 
-pytestmark = pytest.mark.engine
-
 # Any local image with `sleep` serves for containers that devstack did not create.
 SLEEPER_IMAGE = NGINX_IMAGE
 
@@ -202,10 +200,10 @@ def _error_line(result) -> str:
     return lines[0]
 
 
-def test_no_daemon_says_where_it_looked(project):
-    result = project.run("up", "-d", check=False, env={"DOCKER_HOST": "unix:///tmp/no-such-docker.sock"})
-    line = _error_line(result)
-    assert "unix:///tmp/no-such-docker.sock" in line and "DOCKER_HOST" in line
+def test_no_daemon_says_where_it_looked(engineless_project, tmp_path):
+    socket_path = tmp_path / "no-such-docker.sock"
+    line = _error_line(engineless_project.run("up", "-d", check=False, env={"DOCKER_HOST": f"unix://{socket_path}"}))
+    assert f"unix://{socket_path}" in line and "DOCKER_HOST" in line
 
 
 def test_taken_port_is_named(project):
@@ -217,34 +215,39 @@ def test_taken_port_is_named(project):
     assert f"127.0.0.1:{project.jupyter_port}" in line and "JUPYTER_PORT" in line
 
 
-def test_malformed_env_line_is_named(project):
-    env_file = project.dir / ".env"
+def test_malformed_env_line_is_named(engineless_project):
+    env_file = engineless_project.dir / ".env"
     env_file.write_text(env_file.read_text() + 'BROKEN="never closed\n')
-    line = _error_line(project.run("config", check=False))
+    line = _error_line(engineless_project.run("config", check=False))
     assert ".env:" in line and "BROKEN" in line
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "70000"])
-def test_invalid_port_value_is_named(project, value):
-    project.write_env(SIFU_PORT=value)
-    line = _error_line(project.run("config", check=False))
+def test_invalid_port_value_is_named(engineless_project, value):
+    engineless_project.write_env(SIFU_PORT=value)
+    line = _error_line(engineless_project.run("config", check=False))
     assert "SIFU_PORT" in line and ".env:" in line
 
 
-def test_equal_ports_are_refused(project):
-    project.write_env(JUPYTER_PORT=str(project.sifu_port))
-    line = _error_line(project.run("config", check=False))
+def test_equal_ports_are_refused(engineless_project):
+    engineless_project.write_env(JUPYTER_PORT=str(engineless_project.sifu_port))
+    line = _error_line(engineless_project.run("config", check=False))
     assert "SIFU_PORT" in line and "JUPYTER_PORT" in line
 
 
-def test_missing_context_and_dockerfile_are_named(project, tmp_path):
-    project.write_env(NOTEBOOK_CONTEXT=str(tmp_path / "nowhere"))
-    line = _error_line(project.run("build", check=False))
+def test_unknown_set_key_is_named(engineless_project):
+    line = _error_line(engineless_project.run("--set", "NO_SUCH_SETTING=1", "config", check=False))
+    assert "--set NO_SUCH_SETTING: unknown setting" in line
+
+
+def test_missing_context_and_dockerfile_are_named(engineless_project, tmp_path):
+    engineless_project.write_env(NOTEBOOK_CONTEXT=str(tmp_path / "nowhere"))
+    line = _error_line(engineless_project.run("build", check=False))
     assert "NOTEBOOK_CONTEXT" in line and "does not exist" in line
     empty = tmp_path / "empty-context"
     empty.mkdir()
-    project.write_env(NOTEBOOK_CONTEXT=str(empty))
-    line = _error_line(project.run("build", check=False))
+    engineless_project.write_env(NOTEBOOK_CONTEXT=str(empty))
+    line = _error_line(engineless_project.run("build", check=False))
     assert "NOTEBOOK_CONTEXT" in line and "Dockerfile" in line
 
 

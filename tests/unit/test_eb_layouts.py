@@ -3,11 +3,11 @@
 import shutil
 from pathlib import Path
 
-import crossplane
 import pytest
 
 from devstack.eb import docker_envs_request, docker_envs_text, find_project_proxy_files
 from devstack.errors import ConfigError
+from devstack.nginxconf import parse_tree as parse_rendered_tree
 from devstack.proxy import explain_nginx_error, render_proxy_config
 from devstack.settings import load_settings
 from devstack.stack import describe_stack
@@ -29,8 +29,9 @@ def parse_tree(files, tmp_path):
     for rel, content in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
-    parsed = crossplane.parse(str(root / "nginx.conf"), catch_errors=False)
-    assert parsed["status"] == "ok", parsed["errors"]
+    parsed = parse_rendered_tree(root)  # includes followed inside the tree only, never onto this machine's /etc
+    assert [e for f in parsed.files for e in f.errors] == []
+    assert parsed.not_in_tree == ("/etc/nginx/mime.types",)  # the nginx image ships it
     return root, parsed
 
 
@@ -59,8 +60,9 @@ def test_al1_upstream_file_is_the_hooks(tmp_path):
 def test_al1_tree_parses_with_healthd_and_both_includes(tmp_path):
     _, spec = spec_for(tmp_path, "eb-al1")
     _, parsed = parse_tree(render_proxy_config(spec.proxy, "10.0.0.2").files, tmp_path)
-    files = {Path(c["file"]).name for c in parsed["config"]}
+    files = {f.path.name for f in parsed.files}
     assert {"elasticbeanstalk-nginx-sifu-proxy.conf", "elasticbeanstalk-nginx-docker-upstream.conf"} <= files
+    assert "healthd" in [d.args[0] for d in parsed.walk() if d.name == "log_format"]
 
 
 def test_al2_files_are_included_where_that_platform_includes_them(tmp_path):
@@ -72,13 +74,14 @@ def test_al2_files_are_included_where_that_platform_includes_them(tmp_path):
     # No project server listens on 3334/3335: devstack's own servers serve them.
     assert {"sites-enabled/sifu.conf", "sites-enabled/jupyter.conf"} <= set(rendered.files)
     root, parsed = parse_tree(rendered.files, tmp_path)
-    main = next(c for c in parsed["config"] if c["file"].endswith("/nginx.conf"))
-    http = next(d for d in main["parsed"] if d["directive"] == "http")
-    default = next(d for d in http["block"] if d["directive"] == "server")
-    assert ["80", "default_server"] in [d["args"] for d in default["block"] if d["directive"] == "listen"]
-    assert ["conf.d/elasticbeanstalk/*.conf"] in [d["args"] for d in default["block"] if d["directive"] == "include"]
-    located = [c for c in parsed["config"] if c["file"].endswith("10_fixture.conf")]
-    assert located and located[0]["parsed"][0]["directive"] == "location"
+    main = parsed.file("nginx.conf")
+    http = next(d for d in main.directives if d.name == "http")
+    default = next(d for d in http.block if d.name == "server")
+    assert ("80", "default_server") in [d.args for d in default.block if d.name == "listen"]
+    assert ("conf.d/elasticbeanstalk/*.conf",) in [d.args for d in default.block if d.name == "include"]
+    located = parsed.file("conf.d/elasticbeanstalk/10_fixture.conf")
+    assert located is not None and located.directives[0].name == "location"
+    assert parsed.file("conf.d/fixture-headers.conf") is not None
 
 
 def test_al2_server_on_a_published_port_replaces_devstacks_own(tmp_path):

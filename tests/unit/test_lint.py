@@ -68,14 +68,27 @@ def test_a_project_server_that_checks_the_host_is_not_flagged(tmp_path):
     assert [f.file.name for f in findings if f.code == "host-unchecked"] == ["elasticbeanstalk-nginx-jupyter-proxy.conf"]
 
 
-def test_swapped_upstream_ports_are_named_with_file_and_line(tmp_path):
+def test_swapped_upstream_ports_in_the_unloaded_hosts_file_are_warnings_with_file_and_line(tmp_path):
     folder, findings = findings_of("eb-al1-swapped", tmp_path)
     swapped = by_code(findings)["upstream-port"]
     hosts = folder / ".ebextensions/.nginx/hosts/hosts.conf"
-    assert [(f.file, f.lineno, f.severity) for f in swapped] == [(hosts, 2, "error"), (hosts, 6, "error")]
+    # Nothing loads hosts.conf (neither devstack nor production's hooks): worth a warning, never an error.
+    assert [(f.file, f.lineno, f.severity) for f in swapped] == [(hosts, 2, "warning"), (hosts, 6, "warning")]
     assert "upstream jupyter points at port 3334, which is Sifu's port; Jupyter listens on 3335" in swapped[0].message
-    assert swapped[0].fix == "write `server 172.17.0.2:3335;` in upstream jupyter"
+    assert "not loaded" in swapped[0].message
+    assert swapped[0].fix == "write `server 172.17.0.2:3335;` in upstream jupyter, or remove the file"
     assert f"{hosts}:6: upstream sifu points at port 3335" in swapped[1].describe()
+
+
+def test_the_same_swap_in_a_loaded_file_is_an_error(tmp_path):
+    folder, settings, _ = project_from("eb-al1-swapped", tmp_path)
+    hosts = folder / ".ebextensions/.nginx/hosts/hosts.conf"
+    loaded = folder / ".platform/nginx/conf.d/hosts.conf"  # AL2 loads conf.d/*.conf in the http block
+    loaded.parent.mkdir(parents=True)
+    hosts.rename(loaded)
+    swapped = by_code(lint_stack(describe_stack(settings, 1000, 1000), settings))["upstream-port"]
+    assert [(f.file, f.lineno, f.severity) for f in swapped] == [(loaded, 2, "error"), (loaded, 6, "error")]
+    assert "not loaded" not in swapped[0].message
 
 
 def test_every_mistake_of_the_mistakes_fixture_is_found(tmp_path):
@@ -139,3 +152,17 @@ def test_frame_site_check(edx, served, bind, warns):
     assert (finding is not None) == warns
     if finding is not None and edx == "localhost":
         assert "http://localhost:3334/login" in finding.fix
+
+
+def test_the_lint_never_reads_what_a_project_file_includes_from_this_machine(tmp_path):
+    # Were the include followed, the broken file outside the project would give a syntax finding.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "broken.conf").write_text("this is { not nginx\n")
+    folder, settings, _ = project_from("eb-al1", tmp_path)
+    proxy = folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf"
+    proxy.write_text(proxy.read_text() + f"include {outside}/broken.conf;\ninclude /etc/nginx/mime.types;\n")
+    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    assert "syntax" not in by_code(findings)
+    (outside_include,) = by_code(findings)["include-outside"]
+    assert outside_include.file == proxy and str(outside) in outside_include.message

@@ -1,9 +1,9 @@
 from pathlib import Path
 
-import crossplane
 import pytest
 
 from devstack.errors import ProxyConfigError
+from devstack.nginxconf import parse_tree
 from devstack.proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from devstack.settings import load_settings
 from devstack.stack import describe_stack
@@ -14,26 +14,19 @@ def spec(tmp_path):
     return describe_stack(load_settings(tmp_path, environ={"SIFU_PORT": "4334", "JUPYTER_PORT": "4335"}), 1000, 1000)
 
 
-def parse(rendered, tmp_path) -> dict:
-    root = tmp_path / "tree"
-    for rel, content in rendered.files.items():
+def write_tree(files: dict[str, str], root: Path) -> Path:
+    for rel, content in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
-    return crossplane.parse(str(root / "nginx.conf"), catch_errors=False)
+    return root
+
+
+def parse(rendered, tmp_path):
+    return parse_tree(write_tree(rendered.files, tmp_path / "tree"))
 
 
 def directives(parsed, name):
-    found = []
-
-    def walk(block, file):
-        for d in block:
-            if d["directive"] == name:
-                found.append((file, d))
-            walk(d.get("block", []), file)
-
-    for config in parsed["config"]:
-        walk(config["parsed"], config["file"])
-    return found
+    return [d for d in parsed.walk() if d.name == name]
 
 
 def test_rendered_tree_has_eb_layout_upstreams_and_listeners(spec, tmp_path):
@@ -41,18 +34,38 @@ def test_rendered_tree_has_eb_layout_upstreams_and_listeners(spec, tmp_path):
     assert set(rendered.files) == {"nginx.conf", "conf.d/upstreams.conf", "sites-enabled/sifu.conf",
                                    "sites-enabled/jupyter.conf"}
     parsed = parse(rendered, tmp_path)
-    assert parsed["status"] == "ok", parsed["errors"]
-    log_formats = [d["args"][0] for _, d in directives(parsed, "log_format")]
+    assert sorted(str(f.path.relative_to(parsed.root)) for f in parsed.files) == sorted(rendered.files)
+    assert [e for f in parsed.files for e in f.errors] == []
+    assert parsed.not_in_tree == ("/etc/nginx/mime.types",)  # the nginx image ships it; never read from this machine
+    log_formats = [d.args[0] for d in directives(parsed, "log_format")]
     assert "healthd" in log_formats
-    includes = [d["args"][0] for _, d in directives(parsed, "include")]
+    includes = [d.args[0] for d in directives(parsed, "include")]
     assert "conf.d/*.conf" in includes and "sites-enabled/*" in includes
-    upstreams = {d["args"][0]: d["block"] for _, d in directives(parsed, "upstream")}
+    upstreams = {d.args[0]: d.block for d in directives(parsed, "upstream")}
     assert {"sifu", "jupyter", "docker"} <= set(upstreams)
-    assert {"directive": "server", "args": ["172.20.0.5:3335"]} in [
-        {k: v for k, v in d.items() if k in ("directive", "args")} for d in upstreams["jupyter"]]
-    assert ["256"] in [d["args"] for d in upstreams["sifu"] if d["directive"] == "keepalive"]
-    listens = sorted(d["args"][0] for _, d in directives(parsed, "listen"))
+    assert ("server", ("172.20.0.5:3335",)) in [(d.name, d.args) for d in upstreams["jupyter"]]
+    assert ("256",) in [d.args for d in upstreams["sifu"] if d.name == "keepalive"]
+    listens = sorted(d.args[0] for d in directives(parsed, "listen"))
     assert listens == ["3334", "3335"]  # inside the sidecar; Docker publishes 4334 and 4335 onto them
+
+
+def test_parsing_a_tree_never_reads_a_file_outside_it(tmp_path):
+    # Files outside the tree that would break the parse if they were read: an absolute include,
+    # one under EB's prefix that the tree lacks, and a symlink inside the tree pointing out of it.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "broken.conf").write_text("this is { not nginx\n")
+    tree = write_tree({
+        "nginx.conf": f"http {{\n    include {outside}/broken.conf;\n    include /etc/nginx/mime.types;\n"
+                      "    include /etc/nginx/conf.d/*.conf;\n    include sites-enabled/*;\n}\n",
+        "conf.d/a.conf": "upstream a { server 10.0.0.1:1; }\n",
+    }, tmp_path / "tree")
+    (tree / "sites-enabled").mkdir()
+    (tree / "sites-enabled" / "escape").symlink_to(outside / "broken.conf")
+    parsed = parse_tree(tree)
+    assert [f.path for f in parsed.files] == [tree.resolve() / "nginx.conf", tree.resolve() / "conf.d/a.conf"]
+    assert [e for f in parsed.files for e in f.errors] == []
+    assert parsed.not_in_tree == (f"{outside}/broken.conf", "/etc/nginx/mime.types")
 
 
 def test_jupyter_server_gates_on_the_cookie_and_upgrades_websockets(spec):

@@ -53,8 +53,12 @@ def test_context_follows_dockerignore_and_hash_follows_content(tmp_path):
     (tmp_path / "app.py").write_text("print(2)\n")
     assert context_hash(image) != first
     assert context_hash(image, parent_id="sha256:a") != context_hash(image, parent_id="sha256:b")
-    (tmp_path / "app.py").chmod(0o755)
     assert context_hash(image) != context_hash(ImageSpec("notebook", "t", tmp_path, build_args=(("A", "1"),)))
+    # The exec bit alone, same image and arguments: a script that loses +x must be rebuilt.
+    (tmp_path / "app.py").chmod(0o644)
+    before_chmod = context_hash(image)
+    (tmp_path / "app.py").chmod(0o755)
+    assert context_hash(image) != before_chmod
 
 
 def test_overlay_replaces_a_folder_of_the_context(tmp_path):
