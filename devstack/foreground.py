@@ -9,6 +9,7 @@ never prints or exits: it reports `Event`s and raises `DevstackError`s.
 from __future__ import annotations
 
 import contextlib
+import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -17,14 +18,17 @@ from typing import Any
 from rich.console import Console
 
 from .errors import DevstackError
-from .live import run_live
+from .live import StopRequested, run_live
 from .reconcile import Controller, Event, Notify
 from .settings import Settings
 from .watch import FileWatcher, start_watching
 
-# Besides Ctrl-C, these end a foreground `up` the same way: `kill`, and the terminal being closed
-# (left to their defaults, they would end devstack and leave the stack running unattended).
-ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# Besides Ctrl-C, `kill` and the terminal being closed end a foreground run the same way (left to
+# their defaults they would end devstack and leave the stack running unattended). SIGINT is set
+# here too, not left to Python: a non-interactive shell starts a background job (`devstack up &`
+# in a script) with SIGINT ignored (POSIX, "Shell Command Language" 2.11), Python then installs
+# no KeyboardInterrupt handler of its own, and `kill -INT` would do nothing.
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 Handler = Callable[[int, Any], None]
 
@@ -50,17 +54,23 @@ def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, con
     """The live view and the watcher until Ctrl-C, SIGTERM or SIGHUP; returns the controller then in use
     (a saved `.env` replaces it). The stack itself is left as it is."""
     stop = threading.Event()
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    signalled: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
-        stop.set()
+        # Only what is safe in a handler: appending to a list, and SimpleQueue.put, which is
+        # reentrant (Python's docs say so). The put wakes the view at once, however long it was
+        # going to wait for its next tick (10 s on a terminal); the view sets `stop` itself.
+        signalled.append(signum)
+        inbox.put(StopRequested(signal.Signals(signum).name))
 
     with ending_signals(on_signal):
         try:
-            return run_live(controller, stop, console, watcher, reload_settings=reload_settings)
-        except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
+            return run_live(controller, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
+        except KeyboardInterrupt:  # a Ctrl-C that came before the handler above was in place
             return controller
         except OSError:
-            if not stop.is_set():
+            if not (signalled or stop.is_set()):
                 raise
             return controller  # the terminal went away as the view drew its last frame
 

@@ -1,13 +1,14 @@
 """The foreground view: watch the sources, follow the engine, show the stack.
 
-Four threads feed one queue (`inbox`) that only the main thread reads:
+Four threads feed one queue (`inbox`) that only the main thread reads (and a signal handler may
+put a `StopRequested` on it: a SimpleQueue, whose put is reentrant):
 - the applier (watch.Applier) sends the core's events: what changed, builds, reloads, errors;
 - the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
 - the containers' log streams (TTY only: the view shows the latest lines);
 - watchdog's observer feeds the applier, never this queue.
 The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
 `MIN_REDRAW_SECONDS` apart; a slow tick refreshes uptimes and probes. Without a TTY it
-prints one plain line per event instead.
+prints one plain line per event instead. It ends when `stop` is set or a `StopRequested` arrives.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class LiveState:
                        timeline=self.timeline, watching=self.watching, logs=tuple(self.logs) or snapshot.logs)
 
 
-def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threading.Event) -> threading.Thread:
+def follow_events(controller: Controller, sink: queue.SimpleQueue[Any], stop: threading.Event) -> threading.Thread:
     """Run the blocking event stream on its own thread; only queue what it yields."""
 
     def pump() -> None:
@@ -114,7 +115,7 @@ def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threadin
     return thread
 
 
-def follow_logs(controller: Controller, service: str, container_id: str, sink: queue.Queue[Any],
+def follow_logs(controller: Controller, service: str, container_id: str, sink: queue.SimpleQueue[Any],
                 stop: threading.Event) -> threading.Thread:
     """One container's log stream, line by line, redacted, without devstack's own probes."""
 
@@ -139,6 +140,13 @@ class LogLine:
     text: str
 
 
+@dataclass(frozen=True)
+class StopRequested:
+    """Put on the inbox (by a signal handler, say): the view ends at once, whatever it was waiting for."""
+
+    reason: str
+
+
 def describe_engine_event(event: dict[str, Any]) -> str:
     if "error" in event:
         return f"event stream: {event['error']}"
@@ -153,10 +161,11 @@ def run_live(
     console: Console,
     watcher: FileWatcher | None = None,
     reload_settings: Callable[[], Settings] | None = None,
+    inbox: queue.SimpleQueue[Any] | None = None,
 ) -> Controller:
-    """Watch and show the stack until `stop` is set or Ctrl-C; returns the controller in use at the end
-    (a saved `.env` replaces it)."""
-    inbox: queue.Queue[Any] = queue.Queue()
+    """Watch and show the stack until `stop` is set, a `StopRequested` arrives on `inbox`, or Ctrl-C;
+    returns the controller in use at the end (a saved `.env` replaces it)."""
+    inbox = queue.SimpleQueue() if inbox is None else inbox
     controller.notify = inbox.put
 
     def make_controller(settings: Settings) -> Controller:
@@ -193,7 +202,7 @@ def _on_engine_event(applier: Applier, event: dict[str, Any]) -> None:
         applier.inbox.put(RefreshProxy("the notebook container started"))
 
 
-def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
+def _print_lines(applier: Applier, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
                  console: Console) -> None:
     """No TTY: one plain line per event; build output only as its `Step N/M` lines."""
     state_dir = applier.controller.spec.state_dir
@@ -202,7 +211,9 @@ def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, st
             item = inbox.get(timeout=1.0)
         except queue.Empty:
             continue
-        if isinstance(item, Event):
+        if isinstance(item, StopRequested):
+            stop.set()
+        elif isinstance(item, Event):
             if state.on_event(item):
                 save_live_facts(state_dir, state.facts())
             if item.kind == "build" and not item.message.startswith("Step "):
@@ -214,7 +225,7 @@ def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, st
             console.print(describe_engine_event(item), markup=False, highlight=False)
 
 
-def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
+def _show_live(applier: Applier, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
                console: Console) -> None:
     followed: dict[str, str] = {}  # service -> container ID whose logs are followed
 
@@ -254,7 +265,9 @@ def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop
                 pass
             refresh = time.monotonic() >= next_tick
             for item in items:
-                if isinstance(item, Event):
+                if isinstance(item, StopRequested):
+                    stop.set()
+                elif isinstance(item, Event):
                     dirty = state.on_event(item) or dirty
                 elif isinstance(item, LogLine):
                     state.on_log(item.text)
@@ -266,6 +279,8 @@ def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop
                     elif item.get("Action") == "start":
                         follow_current_logs()
                     refresh = True
+            if stop.is_set():
+                break
             if refresh:
                 last = snapshot()
                 next_tick = time.monotonic() + TICK_SECONDS
