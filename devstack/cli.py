@@ -205,7 +205,8 @@ def watch(ctx: typer.Context) -> None:
                if (found := controller.engine.container(s.container_name)) is None or not found.running]
     if missing:
         raise DevstackError(f"{', '.join(missing)} not running: start the stack with `devstack up -d`, then watch it")
-    watch_until_stopped(controller, start_watching(controller), console(), reload_settings=session.load_settings)
+    watch_until_stopped(controller, start_watching(controller), console(), _say_if_anyone_listens,
+                        reload_settings=session.load_settings)
 
 
 @app.command()

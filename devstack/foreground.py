@@ -1,7 +1,8 @@
 """A run in the foreground: `devstack up` without -d, and `devstack watch`.
 
-`ForegroundRun` brings the stack up, watches and shows it until Ctrl-C, SIGTERM or SIGHUP, then
-ends the run: it stops the stack, as compose's Ctrl-C does, or with `--rm` removes it. The CLI passes in what it needs
+`ForegroundRun` brings the stack up, watches and shows it until Ctrl-C, SIGTERM, SIGHUP or the
+stack's removal from outside (`devstack down` in another terminal), then ends the run: it stops
+the stack, as compose's Ctrl-C does, or with `--rm` removes it. The CLI passes in what it needs
 (the controller, the console the live view draws on, where lines about the run go); this module
 never prints or exits: it reports `Event`s and raises `DevstackError`s.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from .errors import DevstackError
-from .live import StopRequested, run_live
+from .live import LiveEnd, StopRequested, run_live
 from .reconcile import Controller, Event, Notify
 from .settings import Settings
 from .watch import FileWatcher, start_watching
@@ -49,10 +50,10 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, console: Console,
-                        reload_settings: Callable[[], Settings] | None = None) -> Controller:
-    """The live view and the watcher until Ctrl-C, SIGTERM or SIGHUP; returns the controller then in use
-    (a saved `.env` replaces it). The stack itself is left as it is."""
+def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, console: Console, notify: Notify,
+                        reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
+    """The live view and the watcher until Ctrl-C, SIGTERM, SIGHUP, or the stack removed from outside
+    (which is reported to `notify`). The stack itself is left as it is."""
     stop = threading.Event()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     signalled: list[int] = []
@@ -66,13 +67,17 @@ def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, con
 
     with ending_signals(on_signal):
         try:
-            return run_live(controller, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
+            ended = run_live(controller, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
         except KeyboardInterrupt:  # a Ctrl-C that came before the handler above was in place
-            return controller
+            return LiveEnd(controller)
         except OSError:
             if not (signalled or stop.is_set()):
                 raise
-            return controller  # the terminal went away as the view drew its last frame
+            return LiveEnd(controller)  # the terminal went away as the view drew its last frame
+    if ended.removed:
+        notify(Event("info", f"the stack of project {controller.spec.project} was removed from outside "
+                             "(`devstack down`?): nothing left to stop; stopped watching"))
+    return ended
 
 
 class ForegroundRun:
@@ -106,9 +111,13 @@ class ForegroundRun:
             raise
         return True
 
-    def watch_until_ended(self, console: Console, reload_settings: Callable[[], Settings] | None = None) -> None:
-        """Watch and show the stack until Ctrl-C, SIGTERM or SIGHUP, then stop it (or with --rm remove it)."""
-        self.end(watch_until_stopped(self.controller, self.watcher, console, reload_settings))
+    def watch_until_ended(self, console: Console, reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
+        """Watch and show the stack until a signal (then stop it, or with --rm remove it), or until
+        it is removed from outside (then there is nothing left to stop)."""
+        ended = watch_until_stopped(self.controller, self.watcher, console, self.notify, reload_settings)
+        if not ended.removed:
+            self.end(ended.controller)
+        return ended
 
     def end(self, controller: Controller) -> None:
         """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
