@@ -38,11 +38,12 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
 class OnTerminal:
     """A process whose stdout is a pseudo-terminal (160x50), its output drained and kept."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]):
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], preexec_fn=None):  # noqa: ANN001
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         self.process = subprocess.Popen(argv, cwd=cwd, env={**env, "TERM": "xterm-256color"},
-                                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+                                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                        preexec_fn=preexec_fn)
         os.close(slave)
         self.master = master
         self.output = bytearray()

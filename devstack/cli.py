@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Optional
 
@@ -27,11 +25,24 @@ app = typer.Typer(
     help="Run the Elastic Beanstalk Jupyter deployment (Sifu + Jupyter behind EB's nginx) on this machine.",
 )
 
-# Piped into a file or another program, rich would assume 80 columns and cut the status table's
-# cells; without a terminal (and no COLUMNS), give tables room instead. They only grow as wide as needed.
-_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-console = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
+
+@cache
+def console() -> Console:
+    """stdout, made on first use (importing the CLI reads neither the terminal nor the environment)."""
+    return Console(highlight=False, soft_wrap=True, width=_piped_width())
+
+
+@cache
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=_piped_width())
+
+
+def _piped_width() -> int | None:
+    """Piped into a file or another program, rich would assume 80 columns and cut the status table's
+    cells; without a terminal (and no COLUMNS), give tables room instead. They only grow as wide as needed."""
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+
+
 # Every secret devstack learns is added here, so that no message it prints carries one.
 redact = Redactor()
 
@@ -82,13 +93,13 @@ class Reporter:
         if self.quiet and event.kind not in ("warning",):
             return
         style = {"warning": "yellow", "ready": "bold green", "proxy": "cyan"}.get(event.kind, "")
-        console.print(redact(event_line(event)), style=style or None, markup=False)
+        console().print(redact(event_line(event)), style=style or None, markup=False)
 
     def _build_event(self, event) -> None:  # noqa: ANN001
         build = event.build
-        if not console.is_terminal:
+        if not console().is_terminal:
             if build.line.startswith("Step "):
-                console.print(redact(f"[build {event.target}] {build.line}"), markup=False)
+                console().print(redact(f"[build {event.target}] {build.line}"), markup=False)
             return
         from rich.live import Live
 
@@ -97,7 +108,7 @@ class Reporter:
 
         shown = build_progress(BuildProgress(event.target, build.step, build.total, redact(build.instruction)))
         if self._progress is None:
-            self._progress = Live(shown, console=console, transient=True, refresh_per_second=8)
+            self._progress = Live(shown, console=console(), transient=True, refresh_per_second=8)
             self._progress.start()
         else:
             self._progress.update(shown)
@@ -132,7 +143,7 @@ def _global(
     version: bool = typer.Option(False, "--version", help="Print devstack's version and exit."),
 ) -> None:
     if version:
-        console.print(__version__)
+        console().print(__version__)
         raise typer.Exit()
     flags = _parse_set(set_)
     if project_name is not None:
@@ -164,113 +175,38 @@ def up(
     if no_notebooks_mount:
         session.flags["NOTEBOOKS_DIR"] = ""
     session.publish = list(publish)
-    controller = session.controller()
-    # Foreground: watch from the start, so that a file saved during the first build is applied after it.
-    watcher = None if detach else _start_watching(controller)
-    try:
-        with _ending_signals(_interrupt):
-            controller.up(ready_timeout=timeout)
-    except KeyboardInterrupt:
-        _stop_watching(watcher)
-        err_console.print("interrupted")
-        _end_run(controller, remove)
-        raise typer.Exit(130) from None
-    except DevstackError:
-        _stop_watching(watcher)
-        if remove:
-            with contextlib.suppress(DevstackError):  # the first error is the one to show
-                _end_run(controller, remove)
-        raise
-    urls = controller.spec.urls()
-    console.print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
+    from .foreground import ForegroundRun
+
+    run = ForegroundRun(session.controller(), notify=_say_if_anyone_listens, remove=remove)
+    if not run.come_up(timeout, watch=not detach):
+        err_console().print("interrupted")
+        raise typer.Exit(130)
+    urls = run.controller.spec.urls()
+    console().print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
     if detach:
         return
-    _foreground(controller, watcher, session, remove)
+    run.watch_until_ended(console(), reload_settings=session.load_settings)
 
 
-# Besides Ctrl-C, these end a foreground `up` the same way: `kill`, and the terminal being closed
-# (left to their defaults, they would end devstack and leave the stack running unattended).
-_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _ending_signals(handler) -> Iterator[None]:  # noqa: ANN001
-    previous = {signum: signal.signal(signum, handler) for signum in _ENDING_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def _interrupt(signum, frame):  # noqa: ANN001, ARG001
-    """While the stack comes up, a signal ends `up` the way Ctrl-C does (stop, or remove with --rm)."""
-    raise KeyboardInterrupt
-
-
-def _end_run(controller, remove: bool) -> None:  # noqa: ANN001
-    """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
-    if remove:
-        _say_if_anyone_listens("removing the stack (--rm: images and the notebooks folder are kept)")
-        controller.down()
-    else:
-        _say_if_anyone_listens("stopping the stack (containers kept; `devstack down` removes them)")
-        controller.stop()
-
-
-def _say_if_anyone_listens(message: str) -> None:
+def _say_if_anyone_listens(event) -> None:  # noqa: ANN001 - reconcile.Event
     with contextlib.suppress(OSError):  # the terminal was closed (SIGHUP): the stack is stopped all the same
-        console.print(message)
-
-
-def _start_watching(controller):  # noqa: ANN001, ANN202 - imported lazily
-    from .watch import start_watching
-
-    return start_watching(controller)
-
-
-def _stop_watching(watcher) -> None:  # noqa: ANN001
-    if watcher is not None:
-        watcher.stop()
-
-
-def _watch_until_stopped(controller, watcher, session: Session):  # noqa: ANN001, ANN201
-    """The live view and the watcher until Ctrl-C, SIGTERM or SIGHUP; returns the controller then in use
-    (a saved `.env` replaces it)."""
-    from .live import run_live
-
-    stop = threading.Event()
-
-    def on_signal(signum, frame):  # noqa: ANN001, ARG001
-        stop.set()
-
-    with _ending_signals(on_signal):
-        try:
-            return run_live(controller, stop, console, watcher, reload_settings=session.load_settings)
-        except KeyboardInterrupt:  # a second Ctrl-C while the first one was being handled
-            return controller
-        except OSError:
-            if not stop.is_set():
-                raise
-            return controller  # the terminal went away as the view drew its last frame
-
-
-def _foreground(controller, watcher, session: Session, remove: bool = False) -> None:  # noqa: ANN001
-    """Watch and show the stack until Ctrl-C, then stop (or with --rm remove) it, as compose does."""
-    controller = _watch_until_stopped(controller, watcher, session)
-    _end_run(controller, remove)
+        console().print(redact(event.message), markup=False)
 
 
 @app.command()
 def watch(ctx: typer.Context) -> None:
     """Watch and show a stack started with `up -d`: apply every saved change. Ctrl-C stops watching only."""
+    from .foreground import watch_until_stopped
+    from .watch import start_watching
+
     session = _session(ctx)
     controller = session.controller()
     missing = [s.container_name for s in controller.spec.services
                if (found := controller.engine.container(s.container_name)) is None or not found.running]
     if missing:
         raise DevstackError(f"{', '.join(missing)} not running: start the stack with `devstack up -d`, then watch it")
-    _watch_until_stopped(controller, _start_watching(controller), session)
+    watch_until_stopped(controller, start_watching(controller), console(), _say_if_anyone_listens,
+                        reload_settings=session.load_settings)
 
 
 @app.command()
@@ -310,9 +246,9 @@ def status(
     snapshot = with_live_facts(collect_status(controller, log_lines=LOG_LINES),
                                load_live_facts(controller.spec.state_dir))
     if as_json:
-        console.print_json(redact(json.dumps(status_to_json(snapshot))))
+        console().print_json(redact(json.dumps(status_to_json(snapshot))))
     else:
-        console.print(render_status(snapshot))
+        console().print(render_status(snapshot))
 
 
 @app.command()
@@ -330,7 +266,7 @@ def logs(
     lines = _session(ctx).controller().stream_logs(service, int(tail) if tail.isdigit() else "all", follow)
     try:
         for line in lines:
-            console.out(line, highlight=False)
+            console().out(line, highlight=False)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -409,24 +345,24 @@ def config(
 
         if write is not None:
             for path in write_compose(spec, write):
-                console.out(str(path), highlight=False)
+                console().out(str(path), highlight=False)
         else:
-            console.out(redact(compose_yaml(spec, settings.project_dir)), highlight=False, end="")
+            console().out(redact(compose_yaml(spec, settings.project_dir)), highlight=False, end="")
         return
     rendered = render_proxy_config(spec.proxy, "<notebook-ip>")
     shown = settings.redacted()
     if output == "json":
         payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files}
-        console.print_json(redact(json.dumps(payload)))
+        console().print_json(redact(json.dumps(payload)))
         return
     if output != "text":
         raise DevstackError(f"--format {output!r}: choose text, json or compose")
-    console.rule("settings")
+    console().rule("settings")
     for key, value in shown.items():
-        console.out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
+        console().out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
     for rel, content in rendered.files.items():
-        console.rule(f"nginx: {rel}")
-        console.out(redact(content.rstrip("\n")), highlight=False)
+        console().rule(f"nginx: {rel}")
+        console().out(redact(content.rstrip("\n")), highlight=False)
 
 
 @app.command()
@@ -441,12 +377,12 @@ def doctor(
 
     results = run_checks(Doctor(_session(ctx).settings))
     if as_json:
-        console.print_json(redact(json.dumps(doctor_to_json(results))))
-    elif console.is_terminal:
-        console.print(render_doctor(results))
+        console().print_json(redact(json.dumps(doctor_to_json(results))))
+    elif console().is_terminal:
+        console().print(render_doctor(results))
     else:
         for line in doctor_lines(results):
-            console.out(redact(line), highlight=False)
+            console().out(redact(line), highlight=False)
     if failed(results):
         raise typer.Exit(1)
 
@@ -456,16 +392,16 @@ def main() -> None:
         app()
     except BuildError as exc:
         for line in exc.tail[-15:]:
-            err_console.print(redact(f"  | {line}"), style="dim", markup=False)
+            err_console().print(redact(f"  | {line}"), style="dim", markup=False)
         _fail(exc)
     except NotReady as exc:
         for line in exc.logs[-30:]:
-            err_console.print(redact(f"  {line}"), style="dim", markup=False)
+            err_console().print(redact(f"  {line}"), style="dim", markup=False)
         _fail(exc)
     except DevstackError as exc:
         _fail(exc)
 
 
 def _fail(exc: DevstackError) -> None:
-    err_console.print(redact(f"error: {exc}"), style="bold red", markup=False)
+    err_console().print(redact(f"error: {exc}"), style="bold red", markup=False)
     sys.exit(exc.exit_code)

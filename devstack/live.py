@@ -1,13 +1,15 @@
 """The foreground view: watch the sources, follow the engine, show the stack.
 
-Four threads feed one queue (`inbox`) that only the main thread reads:
+Four threads feed one queue (`inbox`) that only the main thread reads (and a signal handler may
+put a `StopRequested` on it: a SimpleQueue, whose put is reentrant):
 - the applier (watch.Applier) sends the core's events: what changed, builds, reloads, errors;
 - the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
 - the containers' log streams (TTY only: the view shows the latest lines);
 - watchdog's observer feeds the applier, never this queue.
 The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
 `MIN_REDRAW_SECONDS` apart; a slow tick refreshes uptimes and probes. Without a TTY it
-prints one plain line per event instead.
+prints one plain line per event instead. It ends when `stop` is set, a `StopRequested` arrives,
+or the stack is removed from outside (`RemovalCheck`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ MIN_REDRAW_SECONDS = 0.25
 STOP_GRACE_SECONDS = 10.0
 # Docker's healthcheck runs an exec every interval: not news.
 _NOISE = ("exec_create", "exec_start", "exec_die")
+# `devstack down` removes the project's containers, then its network, milliseconds apart
+# (reconcile.Controller.down). The event stream shows the containers going, not the network
+# (network events carry no labels, so the stream's label filter drops them): after a container
+# is destroyed, the stack is looked at this often, for at most this long.
+REMOVAL_POLL_SECONDS = 0.2
+REMOVAL_WINDOW_SECONDS = 5.0
 
 
 @dataclass
@@ -95,7 +103,7 @@ class LiveState:
                        timeline=self.timeline, watching=self.watching, logs=tuple(self.logs) or snapshot.logs)
 
 
-def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threading.Event) -> threading.Thread:
+def follow_events(controller: Controller, sink: queue.SimpleQueue[Any], stop: threading.Event) -> threading.Thread:
     """Run the blocking event stream on its own thread; only queue what it yields."""
 
     def pump() -> None:
@@ -114,7 +122,7 @@ def follow_events(controller: Controller, sink: queue.Queue[Any], stop: threadin
     return thread
 
 
-def follow_logs(controller: Controller, service: str, container_id: str, sink: queue.Queue[Any],
+def follow_logs(controller: Controller, service: str, container_id: str, sink: queue.SimpleQueue[Any],
                 stop: threading.Event) -> threading.Thread:
     """One container's log stream, line by line, redacted, without devstack's own probes."""
 
@@ -139,6 +147,68 @@ class LogLine:
     text: str
 
 
+@dataclass(frozen=True)
+class StopRequested:
+    """Put on the inbox (by a signal handler, say): the view ends at once, whatever it was waiting for."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LiveEnd:
+    """How a live run ended: the controller then in use (a saved `.env` replaces it), and whether the
+    stack was removed from outside."""
+
+    controller: Controller
+    removed: bool = False
+
+
+class RemovalCheck:
+    """Tells the stack removed from outside (`devstack down` in another terminal) from devstack's own
+    recreates (a saved Dockerfile or `.env`), which destroy a container too. After a container of the
+    project is destroyed, the stack counts as removed once, while the applier applies nothing, no
+    container of the project is left and, in bridge mode, neither is its network (host mode has none)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.removed = False
+        self._until: float | None = None  # looking until then, after a container was destroyed
+
+    def on_engine_event(self, event: dict[str, Any]) -> None:
+        if event.get("Type", "container") == "container" and event.get("Action") == "destroy":
+            self._until = self.clock() + REMOVAL_WINDOW_SECONDS
+
+    def wait_time(self) -> float | None:
+        """How soon to look again; None when there is nothing to look for."""
+        return None if self._until is None else REMOVAL_POLL_SECONDS
+
+    def check(self, applier: Applier, stop: threading.Event) -> bool:
+        """Look at the stack; when it was removed, set `stop` (before the applier may act again)."""
+        if self._until is None:
+            return False
+        if not applier.busy.acquire(blocking=False):
+            return False  # applying a change, a recreate perhaps: look again once it is done
+        try:
+            controller = applier.controller
+            project = controller.spec.project
+            if controller.engine.containers(project):
+                self._until = None  # a recreate, or a container removed by hand: the stack is still there
+                return False
+            if controller.spec.network_mode != "host" and controller.engine.networks(project):
+                if self.clock() >= self._until:
+                    self._until = None  # containers removed by hand, network kept: the next change recreates them
+                return False
+            self.removed = True
+            stop.set()  # while the applier waits for `busy`: it starts nothing on a removed stack
+            return True
+        except DevstackError:
+            if self.clock() >= self._until:
+                self._until = None
+            return False
+        finally:
+            applier.busy.release()
+
+
 def describe_engine_event(event: dict[str, Any]) -> str:
     if "error" in event:
         return f"event stream: {event['error']}"
@@ -153,10 +223,12 @@ def run_live(
     console: Console,
     watcher: FileWatcher | None = None,
     reload_settings: Callable[[], Settings] | None = None,
-) -> Controller:
-    """Watch and show the stack until `stop` is set or Ctrl-C; returns the controller in use at the end
-    (a saved `.env` replaces it)."""
-    inbox: queue.Queue[Any] = queue.Queue()
+    inbox: queue.SimpleQueue[Any] | None = None,
+) -> LiveEnd:
+    """Watch and show the stack until `stop` is set, a `StopRequested` arrives on `inbox`, Ctrl-C, or
+    the stack is removed from outside; returns the controller in use at the end (a saved `.env`
+    replaces it) and whether the stack was removed."""
+    inbox = queue.SimpleQueue() if inbox is None else inbox
     controller.notify = inbox.put
 
     def make_controller(settings: Settings) -> Controller:
@@ -165,14 +237,15 @@ def run_live(
     applier = Applier(controller, inbox.put, reload_settings or (lambda: controller.settings), make_controller,
                       stop, watcher=watcher)
     state = LiveState()
+    removal = RemovalCheck()
     state_dir = controller.spec.state_dir
     try:
         applier.start()
         follow_events(controller, inbox, stop)
         if console.is_terminal:
-            _show_live(applier, inbox, state, stop, console)
+            _show_live(applier, inbox, state, stop, console, removal)
         else:
-            _print_lines(applier, inbox, state, stop, console)
+            _print_lines(applier, inbox, state, stop, console, removal)
     except KeyboardInterrupt:
         pass
     finally:
@@ -183,7 +256,7 @@ def run_live(
         if applier.busy.acquire(timeout=STOP_GRACE_SECONDS):
             applier.busy.release()
         clear_live_facts(state_dir)
-    return applier.controller
+    return LiveEnd(applier.controller, removed=removal.removed)
 
 
 def _on_engine_event(applier: Applier, event: dict[str, Any]) -> None:
@@ -193,16 +266,19 @@ def _on_engine_event(applier: Applier, event: dict[str, Any]) -> None:
         applier.inbox.put(RefreshProxy("the notebook container started"))
 
 
-def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
-                 console: Console) -> None:
+def _print_lines(applier: Applier, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
+                 console: Console, removal: RemovalCheck) -> None:
     """No TTY: one plain line per event; build output only as its `Step N/M` lines."""
     state_dir = applier.controller.spec.state_dir
     while not stop.is_set():
         try:
-            item = inbox.get(timeout=1.0)
+            item = inbox.get(timeout=removal.wait_time() or 1.0)
         except queue.Empty:
+            removal.check(applier, stop)
             continue
-        if isinstance(item, Event):
+        if isinstance(item, StopRequested):
+            stop.set()
+        elif isinstance(item, Event):
             if state.on_event(item):
                 save_live_facts(state_dir, state.facts())
             if item.kind == "build" and not item.message.startswith("Step "):
@@ -211,11 +287,13 @@ def _print_lines(applier: Applier, inbox: queue.Queue[Any], state: LiveState, st
             console.print(line, markup=False, highlight=False)
         elif isinstance(item, dict):
             _on_engine_event(applier, item)
+            removal.on_engine_event(item)
             console.print(describe_engine_event(item), markup=False, highlight=False)
+        removal.check(applier, stop)
 
 
-def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop: threading.Event,
-               console: Console) -> None:
+def _show_live(applier: Applier, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
+               console: Console, removal: RemovalCheck) -> None:
     followed: dict[str, str] = {}  # service -> container ID whose logs are followed
 
     def follow_current_logs() -> None:
@@ -245,6 +323,7 @@ def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop
             wait = next_tick - now
             if dirty:
                 wait = min(wait, last_draw + MIN_REDRAW_SECONDS - now)
+            wait = min(wait, removal.wait_time() or wait)
             items = []
             try:
                 items.append(inbox.get(timeout=max(wait, 0.01)))
@@ -254,18 +333,23 @@ def _show_live(applier: Applier, inbox: queue.Queue[Any], state: LiveState, stop
                 pass
             refresh = time.monotonic() >= next_tick
             for item in items:
-                if isinstance(item, Event):
+                if isinstance(item, StopRequested):
+                    stop.set()
+                elif isinstance(item, Event):
                     dirty = state.on_event(item) or dirty
                 elif isinstance(item, LogLine):
                     state.on_log(item.text)
                     dirty = True
                 elif isinstance(item, dict):
                     _on_engine_event(applier, item)
+                    removal.on_engine_event(item)
                     if "error" in item:
                         state.last_error = describe_engine_event(item)
                     elif item.get("Action") == "start":
                         follow_current_logs()
                     refresh = True
+            if stop.is_set() or removal.check(applier, stop):
+                break
             if refresh:
                 last = snapshot()
                 next_tick = time.monotonic() + TICK_SECONDS

@@ -405,7 +405,9 @@ class Applier:
         self.debouncer = debouncer or Debouncer()
         self.clock = clock
         self.sleep = sleep
-        self.busy = threading.Lock()  # held while applying: the CLI waits for it before stopping the stack
+        # Held while applying: a foreground run waits for it before stopping the stack, and the live
+        # view holds it while it looks whether the stack was removed from outside.
+        self.busy = threading.Lock()
         self.targets = watch_targets(controller.settings, controller)
         self._seen: dict[str, float] = {}
         self._refresh: RefreshProxy | None = None
@@ -445,6 +447,8 @@ class Applier:
         if self._refresh is not None:
             request, self._refresh = self._refresh, None
             with self.busy:
+                if self.stop.is_set():
+                    return  # set while this thread waited for `busy` (the stack was removed, say)
                 self._refresh_proxy(request)
         if self.debouncer.due():
             paths = self.debouncer.take()
@@ -457,6 +461,8 @@ class Applier:
                 self._watch_targets()  # a watched folder appeared or went away
             if not plan.empty:
                 with self.busy:
+                    if self.stop.is_set():
+                        return
                     self.apply(plan, change_timeline(plan_paths(paths, plan), seen))
 
     def _take(self, item: Any) -> None:

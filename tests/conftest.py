@@ -10,7 +10,6 @@ exactly the tests that need no daemon.
 
 from __future__ import annotations
 
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -27,11 +26,6 @@ from seed import ensure_seed_images  # noqa: E402
 # One id per test run, so that parallel runs (and leftovers of a killed run) never collide.
 RUN_ID = uuid.uuid4().hex[:6]
 
-# Started in the background by a non-interactive shell (`pytest &`), this process ignores SIGINT, and
-# so would every devstack it runs: the Ctrl-C tests would wait in vain. A handler, unlike SIG_IGN,
-# is reset to the default in each child.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 _counter = iter(range(1, 10_000))
 
 # Where the engineless projects' CLI looks for an engine: nothing answers there.

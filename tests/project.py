@@ -62,12 +62,14 @@ class Project:
                                  f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
-    def start(self, *args: str):  # noqa: ANN201 - helpers.Background
-        """Start the installed devstack CLI in the background (stdout is a pipe: plain lines)."""
+    def start(self, *args: str, preexec_fn=None):  # noqa: ANN001, ANN201 - helpers.Background
+        """Start the installed devstack CLI in the background (stdout is a pipe: plain lines);
+        `preexec_fn` runs in the child before devstack does (say, to ignore SIGINT as a script's `&` does)."""
         from helpers import Background
 
         process = subprocess.Popen([sys.executable, "-m", "devstack", *args], cwd=self.dir, env=self.cli_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=preexec_fn)
         return Background(process)
 
     @property
