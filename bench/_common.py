@@ -111,11 +111,10 @@ def report(name: str, title: str, rows: list[tuple[str, list[float], str]], extr
 def stack_answers(project) -> bool:  # noqa: ANN001 - BenchProject
     """Sifu, Jupyter's gate and Jupyter with the cookie all answer through the proxy (devstack's own probes)."""
     from devstack.probes import check_once, stack_probes
-    from devstack.reconcile import host_ids
     from devstack.settings import load_settings
-    from devstack.stack import describe_stack
+    from devstack.spec import load_stack
 
     settings = load_settings(project.dir, environ={})
-    spec = describe_stack(settings, *host_ids(settings.notebooks_path))
+    spec = load_stack(settings)
     probes = stack_probes(spec, project.secret("sifu_secret"), project.secret("jupyter_token"))
     return all(result.ok for result in check_once(probes, timeout=2))

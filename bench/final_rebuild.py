@@ -29,14 +29,13 @@ def add_step(dockerfile: Path, original: str, nonce: str) -> None:
 
 def run_args(project) -> list[str]:  # noqa: ANN001
     """`docker run` options for the notebook container, read from devstack's own description of it."""
-    from devstack.reconcile import host_ids
     from devstack.settings import load_settings
-    from devstack.stack import describe_stack
+    from devstack.spec import load_stack
 
     settings = load_settings(project.dir, environ={})
-    spec = describe_stack(settings, *host_ids(settings.notebooks_path))
+    spec = load_stack(settings)
     service = spec.service("notebook")
-    args = ["--name", service.container_name, "--network", spec.network, "--network-alias", "notebook"]
+    args = ["--name", service.container_name, "--network", spec.network.name, "--network-alias", "notebook"]
     for mount in service.mounts:
         args += ["-v", f"{mount.source}:{mount.target}{':ro' if mount.read_only else ''}"]
     for key, value in service.environment:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _common import docker, make_project, median, report, wait_until
 
-from devstack.watch import QUIET_SECONDS
+from devstack.watch.debounce import QUIET_SECONDS
 
 HEADER = "X-Devstack-Bench"
 

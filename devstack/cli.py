@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -50,7 +49,7 @@ SERVICES = ("notebook", "proxy")
 
 
 class Session:
-    """What the global options chose; settings and the controller are made on first use."""
+    """What the global options chose; settings and the stack are made on first use."""
 
     def __init__(self, project_dir: Path, flags: dict[str, str]):
         self.project_dir = project_dir
@@ -70,53 +69,11 @@ class Session:
         redact.add(*settings.secret_values())
         return settings
 
-    def controller(self, reporter: Reporter | None = None):  # noqa: ANN201 - imported lazily
-        from .reconcile import Controller
+    def stack(self):  # noqa: ANN201 - reconcile.Stack, imported lazily
+        from .reconcile import Stack
+        from .ui.reporter import Reporter
 
-        return Controller(self.settings, notify=(reporter or Reporter()).handle, redactor=redact)
-
-
-class Reporter:
-    """Shows the core's events: plain lines, with the live view's build progress bar on a terminal."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self._progress = None
-
-    def handle(self, event) -> None:  # noqa: ANN001 - reconcile.Event
-        from .view import event_line
-
-        if event.kind == "build" and event.build is not None:
-            self._build_event(event)
-            return
-        self._finish_progress()
-        if self.quiet and event.kind not in ("warning",):
-            return
-        style = {"warning": "yellow", "ready": "bold green", "proxy": "cyan"}.get(event.kind, "")
-        console().print(redact(event_line(event)), style=style or None, markup=False)
-
-    def _build_event(self, event) -> None:  # noqa: ANN001
-        build = event.build
-        if not console().is_terminal:
-            if build.line.startswith("Step "):
-                console().print(redact(f"[build {event.target}] {build.line}"), markup=False)
-            return
-        from rich.live import Live
-
-        from .status import BuildProgress
-        from .view import build_progress
-
-        shown = build_progress(BuildProgress(event.target, build.step, build.total, redact(build.instruction)))
-        if self._progress is None:
-            self._progress = Live(shown, console=console(), transient=True, refresh_per_second=8)
-            self._progress.start()
-        else:
-            self._progress.update(shown)
-
-    def _finish_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        return Stack(self.settings, notify=Reporter(console, redact), redactor=redact)
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -177,35 +134,29 @@ def up(
     session.publish = list(publish)
     from .foreground import ForegroundRun
 
-    run = ForegroundRun(session.controller(), notify=_say_if_anyone_listens, remove=remove)
+    run = ForegroundRun(session.stack(), remove=remove)
     if not run.come_up(timeout, watch=not detach):
         err_console().print("interrupted")
         raise typer.Exit(130)
-    urls = run.controller.spec.urls()
+    urls = run.stack.spec.urls()
     console().print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
     if detach:
         return
     run.watch_until_ended(console(), reload_settings=session.load_settings)
 
 
-def _say_if_anyone_listens(event) -> None:  # noqa: ANN001 - reconcile.Event
-    with contextlib.suppress(OSError):  # the terminal was closed (SIGHUP): the stack is stopped all the same
-        console().print(redact(event.message), markup=False)
-
-
 @app.command()
 def watch(ctx: typer.Context) -> None:
     """Watch and show a stack started with `up -d`: apply every saved change. Ctrl-C stops watching only."""
     from .foreground import watch_until_stopped
-    from .watch import start_watching
+    from .watch.files import start_watching
 
     session = _session(ctx)
-    controller = session.controller()
-    missing = [s.container_name for s in controller.spec.services
-               if (found := controller.engine.container(s.container_name)) is None or not found.running]
+    stack = session.stack()
+    missing = stack.running.not_running()
     if missing:
         raise DevstackError(f"{', '.join(missing)} not running: start the stack with `devstack up -d`, then watch it")
-    watch_until_stopped(controller, start_watching(controller), console(), _say_if_anyone_listens,
+    watch_until_stopped(stack, start_watching(stack.settings, stack.spec), console(),
                         reload_settings=session.load_settings)
 
 
@@ -215,7 +166,7 @@ def down(
     rmi: bool = typer.Option(False, "--rmi", help="Also remove the images devstack built for this project."),
 ) -> None:
     """Remove the project's containers and network (the notebooks folder is kept)."""
-    _session(ctx).controller().down(remove_images=rmi)
+    _session(ctx).stack().down(remove_images=rmi)
 
 
 @app.command()
@@ -229,7 +180,7 @@ def build(
     unknown = wanted - {"base", "notebook"}
     if unknown:
         raise DevstackError(f"unknown image {', '.join(sorted(unknown))}: choose base or notebook")
-    _session(ctx).controller().ensure_images(force=wanted, no_cache=no_cache)
+    _session(ctx).stack().build(wanted, no_cache=no_cache)
 
 
 @app.command()
@@ -238,13 +189,12 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The stack's containers, images and probes through the proxy."""
-    from .status import LOG_LINES, collect_status, load_live_facts, with_live_facts
-    from .view import render_status, status_to_json
+    from .snapshot import LOG_LINES, load_live_facts, with_live_facts
+    from .ui.view import render_status, status_to_json
 
-    controller = _session(ctx).controller()
+    stack = _session(ctx).stack()
     # What a running `up` or `watch` is doing (build step, last error, last change) comes from it.
-    snapshot = with_live_facts(collect_status(controller, log_lines=LOG_LINES),
-                               load_live_facts(controller.spec.state_dir))
+    snapshot = with_live_facts(stack.running.status(log_lines=LOG_LINES), load_live_facts(stack.spec.state_dir))
     if as_json:
         console().print_json(redact(json.dumps(status_to_json(snapshot))))
     else:
@@ -263,7 +213,7 @@ def logs(
         raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
     if tail != "all" and not tail.isdigit():
         raise DevstackError(f"--tail {tail!r}: give a number of lines or 'all'")
-    lines = _session(ctx).controller().stream_logs(service, int(tail) if tail.isdigit() else "all", follow)
+    lines = _session(ctx).stack().running.stream_logs(service, int(tail) if tail.isdigit() else "all", follow)
     try:
         for line in lines:
             console().out(line, highlight=False)
@@ -284,12 +234,7 @@ def shell(
     """An interactive shell in a service's container (bash when it has it, sh otherwise)."""
     if service not in SERVICES:
         raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
-    controller = _session(ctx).controller()
-    container = controller.running_container(service)
-    code = controller.engine.exec_interactive(
-        container.id, ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"],
-        user=controller.exec_user(service) if user is None else user)
-    raise typer.Exit(code)
+    raise typer.Exit(_session(ctx).stack().running.shell(service, user))
 
 
 def split_exec_args(args: list[str]) -> tuple[str, list[str]]:
@@ -314,10 +259,7 @@ def exec_(
     """Run a command in a service's container without a terminal: its output streamed as it comes,
     its exit code passed through (for scripts). Options go before the service."""
     service, command = split_exec_args(args)
-    controller = _session(ctx).controller()
-    container = controller.running_container(service)
-    chunks, exit_code = controller.engine.exec_stream(
-        container.id, command, user=controller.exec_user(service) if user is None else user)
+    chunks, exit_code = _session(ctx).stack().running.exec_stream(service, command, user)
     for out, err in chunks:
         for data, stream in ((out, sys.stdout.buffer), (err, sys.stderr.buffer)):
             if data:
@@ -334,12 +276,11 @@ def config(
                                          "and the proxy/ folder it mounts into this folder."),
 ) -> None:
     """The resolved settings (secrets redacted) and the rendered nginx files. Needs no Docker daemon."""
-    from .proxy import render_proxy_config
-    from .reconcile import host_ids
-    from .stack import describe_stack
+    from .proxy.render import render_proxy_config
+    from .spec import load_stack
 
     settings = _session(ctx).settings
-    spec = describe_stack(settings, *host_ids(settings.notebooks_path))
+    spec = load_stack(settings)
     if output == "compose":
         from .compose import compose_yaml, write_compose
 
@@ -373,7 +314,7 @@ def doctor(
     """Check this machine and project: engine, BuildKit, ports, notebooks folder, token, proxy lint,
     Open edX from the notebook. Exits non-zero when a check fails."""
     from .doctor import Doctor, failed, run_checks
-    from .view import doctor_lines, doctor_to_json, render_doctor
+    from .ui.view import doctor_lines, doctor_to_json, render_doctor
 
     results = run_checks(Doctor(_session(ctx).settings))
     if as_json:

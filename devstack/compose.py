@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from .proxy import render_proxy_config
+from .proxy.render import render_proxy_config
 from .settings import Settings
-from .stack import PROXY_MOUNT, MountSpec, ServiceSpec, StackSpec, describe_stack
+from .spec import PROXY_MOUNT, MountSpec, ServiceSpec, StackSpec, load_stack
 
 COMPOSE_FILE = "docker-compose.yml"
 PROXY_FOLDER = "proxy"  # beside the compose file: the rendered nginx tree
@@ -94,7 +94,7 @@ def neutral_spec(repository: Path) -> StackSpec:
     # The contexts beside the compose file, wherever the installed package keeps its own copy.
     settings = Settings(**NEUTRAL_SETTINGS, BASE_CONTEXT=str(compose / "base"),
                         NOTEBOOK_CONTEXT=str(compose / "notebook"), project_dir=repository.resolve())
-    return describe_stack(settings, 1000, 1000)
+    return load_stack(settings, (1000, 1000))
 
 
 def write_compose(spec: StackSpec, folder: Path) -> list[Path]:
@@ -115,7 +115,7 @@ def _ports(service: ServiceSpec) -> dict[str, Any]:
 
 
 def _network(service: ServiceSpec, spec: StackSpec) -> dict[str, Any]:
-    if spec.network_mode == "host":
+    if spec.network.host_mode:
         return {"network_mode": "host"}
     return {"extra_hosts": [f"{name}:{address}" for name, address in service.extra_hosts]} \
         if service.extra_hosts else {}

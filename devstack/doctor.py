@@ -12,30 +12,22 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from .engine import ContainerInfo, Engine, where_docker_is
+from .docker.engine import ContainerInfo, Engine, where_docker_is
 from .errors import DevstackError
-from .lint import lint_stack
-from .proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
-from .reconcile import host_ids, port_is_free
+from .proxy.lint import lint_stack
+from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
+from .reconcile.preflight import holds, port_problems
 from .settings import DEPLOYMENT_TOKEN_FILE, Settings
-from .stack import LABEL_PROJECT, StackSpec, describe_stack
+from .snapshot import CheckResult
+from .spec import LABEL_PROJECT, StackSpec, load_stack
 
 PASS, INFO, WARN, FAIL = "pass", "info", "warn", "fail"
 # The Docker CLI from 23.0 on builds with BuildKit only through the buildx plugin; older clients
 # (Debian's 20.10) speak BuildKit themselves with DOCKER_BUILDKIT=1.
 BUILDX_REQUIRED_FROM = 23
 DEBIAN_DOCKER = "/usr/bin/docker"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check: str
-    status: str  # pass, info, warn, fail
-    detail: str
-    fix: str = ""
 
 
 class Doctor:
@@ -45,7 +37,7 @@ class Doctor:
                  run: Callable[..., subprocess.CompletedProcess] = subprocess.run, uid: int | None = None):
         self.settings = settings
         self.uid = os.getuid() if uid is None else uid  # whom the checks speak to; injectable for tests run as root
-        self.spec: StackSpec = describe_stack(settings, *host_ids(settings.notebooks_path))
+        self.spec: StackSpec = load_stack(settings)
         self.run = run
         self._connect = connect
         self._engine: Engine | None = None
@@ -126,29 +118,21 @@ def _describe_client(doctor: Doctor, path: str) -> str:
 
 
 def check_ports(doctor: Doctor) -> list[CheckResult]:
-    holders = {name: doctor.container(name) for name in ("proxy", "notebook")}
+    """The same check `up` makes before it starts anything (reconcile.preflight.port_problems)."""
+    problems = {(p.port.address, p.port.port): p for p in port_problems(doctor.engine, doctor.spec)}
     results = []
     for port in doctor.spec.host_ports:
         name = f"port {port.address}:{port.port}"
-        ours = holders.get(port.service)
-        if ours is not None and (doctor.spec.network_mode == "host" or
-                                 any(p.startswith(f"{port.address}:{port.port}->") for p in ours.ports)):
-            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): held by this project"))
-        elif port_is_free(port.address, port.port):
-            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): free"))
-        else:
-            results.append(CheckResult(name, FAIL, f"{port.purpose} ({port.setting}): in use{_holder(doctor, port.port)}",
+        problem = problems.get((port.address, port.port))
+        if problem is not None:
+            results.append(CheckResult(name, FAIL, f"{port.purpose} ({port.setting}): in use"
+                                       f"{problem.holder or ' by a process on this machine'}",
                                        f"stop what holds it, or {port.fix}"))
+        elif holds(doctor.container(port.service), port, doctor.spec):
+            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): held by this project"))
+        else:
+            results.append(CheckResult(name, PASS, f"{port.purpose} ({port.setting}): free"))
     return results
-
-
-def _holder(doctor: Doctor, port: int) -> str:
-    if doctor.engine is None:
-        return ""
-    for container in doctor.engine.containers():
-        if any(f":{port}->" in p for p in container.ports):
-            return f" by container {container.name} (devstack project {container.project})"
-    return " by a process on this machine"
 
 
 def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
@@ -239,7 +223,7 @@ def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
         results.insert(0, CheckResult("proxy lint", PASS, f"{where}: no findings"))
     if doctor.spec.proxy.project_files.any:
         ip_note = ("the upstreams use the notebook's IP on the project network (the seed's hook reads "
-                   ".NetworkSettings.IPAddress, which is empty there)" if doctor.spec.network_mode == "bridge"
+                   ".NetworkSettings.IPAddress, which is empty there)" if not doctor.spec.network.host_mode
                    else "the upstreams use 127.0.0.1 (host network)")
         results.append(CheckResult("proxy upstreams", INFO, ip_note))
     return results
@@ -276,7 +260,7 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
         return [_no_engine(name)]
     notebook = doctor.container("notebook")
     url = doctor.spec.edx_internal_url
-    mode = doctor.spec.network_mode
+    mode = doctor.spec.network.mode
     if notebook is None:
         return [CheckResult(name, INFO, f"the notebook container is not running; it would reach edX at {url}",
                             "run `devstack up -d`, then `devstack doctor` again")]

@@ -3,8 +3,8 @@
 `ForegroundRun` brings the stack up, watches and shows it until Ctrl-C, SIGTERM, SIGHUP or the
 stack's removal from outside (`devstack down` in another terminal), then ends the run: it stops
 the stack, as compose's Ctrl-C does, or with `--rm` removes it. The CLI passes in what it needs
-(the controller, the console the live view draws on, where lines about the run go); this module
-never prints or exits: it reports `Event`s and raises `DevstackError`s.
+(the stack, whose `notify` shows lines about the run, and the console the live view draws on); this
+module never prints or exits: it reports events and raises `DevstackError`s.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 from rich.console import Console
 
 from .errors import DevstackError
-from .live import LiveEnd, StopRequested, run_live
-from .reconcile import Controller, Event, Notify
+from .events import Info
+from .reconcile import Stack
 from .settings import Settings
-from .watch import FileWatcher, start_watching
+from .ui.live import LiveEnd, StopRequested, run_live
+from .watch.files import FileWatcher, start_watching
 
 # Besides Ctrl-C, `kill` and the terminal being closed end a foreground run the same way (left to
 # their defaults they would end devstack and leave the stack running unattended). SIGINT is set
@@ -50,10 +51,11 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, console: Console, notify: Notify,
+def watch_until_stopped(stack: Stack, watcher: FileWatcher | None, console: Console,
                         reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
     """The live view and the watcher until Ctrl-C, SIGTERM, SIGHUP, or the stack removed from outside
-    (which is reported to `notify`). The stack itself is left as it is."""
+    (which is reported). The stack itself is left as it is."""
+    notify = stack.notify  # the live view takes the stack's events over while it runs
     stop = threading.Event()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     signalled: list[int] = []
@@ -67,26 +69,26 @@ def watch_until_stopped(controller: Controller, watcher: FileWatcher | None, con
 
     with ending_signals(on_signal):
         try:
-            ended = run_live(controller, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
+            ended = run_live(stack, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
         except KeyboardInterrupt:  # a Ctrl-C that came before the handler above was in place
-            return LiveEnd(controller)
+            ended = LiveEnd(stack)
         except OSError:
             if not (signalled or stop.is_set()):
                 raise
-            return LiveEnd(controller)  # the terminal went away as the view drew its last frame
+            ended = LiveEnd(stack)  # the terminal went away as the view drew its last frame
+    ended.stack.notify = notify
     if ended.removed:
-        notify(Event("info", f"the stack of project {controller.spec.project} was removed from outside "
-                             "(`devstack down`?): nothing left to stop; stopped watching"))
+        notify(Info(f"the stack of project {stack.spec.project} was removed from outside "
+                    "(`devstack down`?): nothing left to stop; stopped watching"))
     return ended
 
 
 class ForegroundRun:
     """One `devstack up`: come up (watching from the start unless detached), then watch until the
-    run ends, then end it. Lines about the run go to `notify` as `Event`s of kind "info"."""
+    run ends, then end it. Lines about the run go to the stack's `notify`."""
 
-    def __init__(self, controller: Controller, notify: Notify, remove: bool = False):
-        self.controller = controller
-        self.notify = notify
+    def __init__(self, stack: Stack, remove: bool = False):
+        self.stack = stack
         self.remove = remove
         self.watcher: FileWatcher | None = None
 
@@ -95,42 +97,40 @@ class ForegroundRun:
         With `watch`, files are watched from the start, so that one saved during the first build
         is applied after it. A DevstackError is raised as it came, after `--rm` removed the stack."""
         if watch:
-            self.watcher = start_watching(self.controller)
+            self.watcher = start_watching(self.stack.settings, self.stack.spec)
         try:
             with ending_signals(_interrupt):
-                self.controller.up(ready_timeout=ready_timeout)
+                self.stack.up(ready_timeout=ready_timeout)
         except KeyboardInterrupt:
             self._stop_watching()
-            self.end(self.controller)
+            self.end(self.stack)
             return False
         except DevstackError:
             self._stop_watching()
             if self.remove:
                 with contextlib.suppress(DevstackError):  # the first error is the one to show
-                    self.end(self.controller)
+                    self.end(self.stack)
             raise
         return True
 
     def watch_until_ended(self, console: Console, reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
         """Watch and show the stack until a signal (then stop it, or with --rm remove it), or until
         it is removed from outside (then there is nothing left to stop)."""
-        ended = watch_until_stopped(self.controller, self.watcher, console, self.notify, reload_settings)
+        ended = watch_until_stopped(self.stack, self.watcher, console, reload_settings)
         if not ended.removed:
-            self.end(ended.controller)
+            self.end(ended.stack)
         return ended
 
-    def end(self, controller: Controller) -> None:
+    def end(self, stack: Stack) -> None:
         """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
         if self.remove:
-            self._say("removing the stack (--rm: images and the notebooks folder are kept)")
-            controller.down()
+            stack.notify(Info("removing the stack (--rm: images and the notebooks folder are kept)"))
+            stack.down()
         else:
-            self._say("stopping the stack (containers kept; `devstack down` removes them)")
-            controller.stop()
+            stack.notify(Info("stopping the stack (containers kept; `devstack down` removes them)"))
+            stack.stop()
 
     def _stop_watching(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
 
-    def _say(self, message: str) -> None:
-        self.notify(Event("info", message))

@@ -15,7 +15,7 @@ import httpx
 
 from .cookie import COOKIE_NAME, sign_cookie
 from .errors import NotReady
-from .stack import StackSpec
+from .spec import StackSpec
 
 
 # How often, while waiting, to check that the containers are still worth waiting for.

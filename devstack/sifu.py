@@ -40,7 +40,7 @@ from .errors import ConfigError, FetchError
 from .hosts import is_loopback, url_host
 from .redact import Redactor
 from .settings import Settings
-from .stack import ImageSpec
+from .spec import ImageSpec
 from .state import ensure_state_dir
 
 # Where the fetched source goes in the final image's build context (the Dockerfile COPYs sifu/).

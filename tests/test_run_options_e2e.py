@@ -230,12 +230,20 @@ def test_without_the_mount_notebooks_live_in_the_container_only(project, docker_
     listing = login(project.sifu_url).get(f"{project.jupyter_url}/api/contents").json()
     assert "inside-only.ipynb" in {item["name"] for item in listing["content"]}
 
-    # NOTEBOOKS_DIR set empty in .env: also no mount. The .env change reaches the container's
-    # environment, so it is recreated, and the notebook is lost with the old one, as `up` warned.
+    # NOTEBOOKS_DIR set empty in .env: the same stack as the flag (a devstack setting is not the
+    # container's environment), so nothing is recreated and the notebook is still there.
     project.write_env(NOTEBOOKS_DIR="")
     emptied = project.run("up", "-d")
-    assert "recreate notebook" in emptied.stdout
+    assert "recreate notebook" not in emptied.stdout
     assert emptied.stdout.count("notebooks live only in container") == 1
+    listing = login(project.sifu_url).get(f"{project.jupyter_url}/api/contents").json()
+    assert "inside-only.ipynb" in {item["name"] for item in listing["content"]}
+
+    # A variable of the user's own reaches the container's environment, so it is recreated, and the
+    # notebook is lost with the old one, as `up` warned.
+    project.write_env(FEATURE_FLAG="on")
+    recreated = project.run("up", "-d")
+    assert "recreate notebook" in recreated.stdout
     container = docker_client.containers.get(f"{project.name}-notebook")
     assert "/notebooks" not in {m["Destination"] for m in container.attrs["Mounts"]}
     listing = login(project.sifu_url).get(f"{project.jupyter_url}/api/contents").json()

@@ -39,10 +39,10 @@ def test_compose_file_mirrors_the_services():
 
 def test_host_mode_compose_uses_the_host_network(tmp_path):
     from devstack.settings import load_settings
-    from devstack.stack import describe_stack
+    from devstack.spec import load_stack
 
-    spec = describe_stack(load_settings(tmp_path, environ={"NETWORK_MODE": "host", "EXTRA_PORTS": "8888:8888"}),
-                          1000, 1000)
+    spec = load_stack(load_settings(tmp_path, environ={"NETWORK_MODE": "host", "EXTRA_PORTS": "8888:8888"}),
+                      (1000, 1000))
     data = compose_dict(spec, tmp_path)
     assert data["services"]["notebook"]["network_mode"] == "host"
     assert "ports" not in data["services"]["proxy"] and "ports" not in data["services"]["notebook"]
@@ -50,16 +50,16 @@ def test_host_mode_compose_uses_the_host_network(tmp_path):
 
 def test_extra_ports_are_published_from_the_notebook(tmp_path):
     from devstack.settings import load_settings
-    from devstack.stack import describe_stack
+    from devstack.spec import load_stack
 
-    spec = describe_stack(load_settings(tmp_path, environ={"EXTRA_PORTS": "18888:8888"}), 1000, 1000)
+    spec = load_stack(load_settings(tmp_path, environ={"EXTRA_PORTS": "18888:8888"}), (1000, 1000))
     assert compose_dict(spec, tmp_path)["services"]["notebook"]["ports"] == ["127.0.0.1:18888:8888"]
 
 
 def test_dollar_signs_are_escaped_for_compose(tmp_path):
     from devstack.settings import load_settings
-    from devstack.stack import describe_stack
+    from devstack.spec import load_stack
 
     (tmp_path / ".env").write_text("PRICE='5$'\n")
-    spec = describe_stack(load_settings(tmp_path, environ={}), 1000, 1000)
+    spec = load_stack(load_settings(tmp_path, environ={}), (1000, 1000))
     assert compose_dict(spec, tmp_path)["services"]["notebook"]["environment"]["PRICE"] == "5$$"

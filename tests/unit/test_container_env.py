@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
+from devstack.spec import load_stack
 
 
 def notebook_of(folder, env_text: str, flags=None):
     (folder / ".env").write_text(env_text)
     settings = load_settings(folder, flags=flags or {}, environ={})
-    return describe_stack(settings, 1000, 1000).service("notebook")
+    return load_stack(settings, (1000, 1000)).service("notebook")
 
 
 def test_user_variables_reach_the_container_and_devstack_settings_do_not(tmp_path):

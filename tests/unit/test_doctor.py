@@ -11,7 +11,7 @@ from devstack.doctor import FAIL, INFO, PASS, WARN, CheckResult, Doctor, check_b
     check_notebooks_dir, check_proxy_lint, check_token, failed, run_checks
 from devstack.errors import EngineUnavailable
 from devstack.settings import load_settings
-from devstack.view import doctor_lines, doctor_to_json, render_doctor
+from devstack.ui.view import doctor_lines, doctor_to_json, render_doctor
 
 
 def no_engine():

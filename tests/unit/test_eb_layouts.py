@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from devstack.eb import docker_envs_request, docker_envs_text, find_project_proxy_files
+from devstack.spec.project import docker_envs_request, docker_envs_text, find_project_proxy_files
 from devstack.errors import ConfigError
-from devstack.nginxconf import parse_tree as parse_rendered_tree
-from devstack.proxy import explain_nginx_error, render_proxy_config
+from devstack.proxy.nginxconf import parse_tree as parse_rendered_tree
+from devstack.proxy.render import explain_nginx_error, render_proxy_config
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
+from devstack.spec import load_stack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -21,7 +21,7 @@ def spec_for(tmp_path, fixture=None, **environ):
         shutil.copytree(FIXTURES / fixture, folder)
     else:
         folder.mkdir()
-    return folder, describe_stack(load_settings(folder, environ=environ), 1000, 1000)
+    return folder, load_stack(load_settings(folder, environ=environ), (1000, 1000))
 
 
 def parse_tree(files, tmp_path):
@@ -88,7 +88,7 @@ def test_al2_server_on_a_published_port_replaces_devstacks_own(tmp_path):
     folder, _ = spec_for(tmp_path, "eb-al2")
     (folder / ".platform/nginx/conf.d/sifu.conf").write_text(
         "server {\n    listen 3334;\n    location / { proxy_pass http://sifu; }\n}\n")
-    spec = describe_stack(load_settings(folder, environ={}), 1000, 1000)
+    spec = load_stack(load_settings(folder, environ={}), (1000, 1000))
     files = render_proxy_config(spec.proxy, "10.0.0.2").files
     assert "sites-enabled/sifu.conf" not in files and "sites-enabled/jupyter.conf" in files
 
@@ -119,7 +119,7 @@ def test_host_mode_moves_the_notebook_to_internal_ports_and_nginx_to_the_host_po
     env = dict(notebook.environment)
     assert (env["SIFU_LISTEN_PORT"], env["JUPYTER_LISTEN_PORT"], env["NOTEBOOK_LISTEN_ADDRESS"]) == \
         ("14334", "14335", "127.0.0.1")
-    assert spec.network == "host" and proxy.ports == () and notebook.extra_hosts == ()
+    assert spec.network.name == "host" and proxy.ports == () and notebook.extra_hosts == ()
     files = render_proxy_config(spec.proxy, "ignored").files
     assert "listen 127.0.0.1:4334;" in files["sites-enabled/sifu.conf"]
     assert "server 127.0.0.1:14335;" in files["conf.d/upstreams.conf"]
@@ -163,7 +163,7 @@ def test_docker_envs_text_quotes_values_and_leaves_secrets_out(tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / ".env").write_text("GREETING=it's a \"test\" $HOME\nDEPLOYMENT_TOKEN=ghp_secret123\n")
-    spec = describe_stack(load_settings(folder, environ={"DOCKER_ENVS_FILE": "/tmp/docker_envs"}), 1000, 1000)
+    spec = load_stack(load_settings(folder, environ={"DOCKER_ENVS_FILE": "/tmp/docker_envs"}), (1000, 1000))
     text = docker_envs_text(dict(spec.service("notebook").environment))
     assert "export GREETING='it'\"'\"'s a \"test\" $HOME'" in text
     assert "ghp_secret123" not in text and "DEPLOYMENT_TOKEN" not in text

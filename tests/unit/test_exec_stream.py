@@ -3,7 +3,7 @@
 import pytest
 
 from devstack.cli import split_exec_args
-from devstack.engine import STDERR, STDOUT, FrameDemuxer
+from devstack.docker.engine import STDERR, STDOUT, FrameDemuxer
 from devstack.errors import DevstackError
 
 

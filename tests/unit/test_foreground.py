@@ -1,12 +1,17 @@
-"""The foreground run's parts that need no engine (a fake of the engine seam), and a CLI that does
-nothing when imported."""
+"""The foreground run's parts that need no engine (the real Stack on the in-memory engine), and a CLI
+that does nothing when imported."""
 
 import subprocess
 import sys
 import threading
 from types import SimpleNamespace
 
-from devstack.live import REMOVAL_WINDOW_SECONDS, RemovalCheck
+from memory_engine import MemoryEngine
+
+from devstack.events import EngineEvent
+from devstack.reconcile import Stack
+from devstack.settings import load_settings
+from devstack.watch.removal import REMOVAL_WINDOW_SECONDS, RemovalCheck
 
 
 def test_importing_the_cli_reads_no_terminal_and_makes_no_console():
@@ -26,65 +31,64 @@ def test_the_piped_width_is_read_when_a_console_is_made(monkeypatch):
     assert cli._piped_width() is None
 
 
-class FakeEngine:
-    """What RemovalCheck asks the engine seam (reconcile's Controller.down removes these two kinds)."""
-
-    def __init__(self, containers=("notebook", "proxy"), networks=("default",)):
-        self.left_containers = list(containers)
-        self.left_networks = list(networks)
-
-    def containers(self, project):  # noqa: ARG002
-        return list(self.left_containers)
-
-    def networks(self, project):  # noqa: ARG002
-        return list(self.left_networks)
+def made_stack(tmp_path, mode="bridge"):
+    """A stack made by the real Stack on the in-memory engine, and what the removal check looks through."""
+    (tmp_path / ".env").write_text(f"DEVSTACK_PROJECT=p\nSIFU_PORT=43334\nJUPYTER_PORT=43335\nNETWORK_MODE={mode}\n")
+    memory = MemoryEngine({"nginx:stable": {}})
+    stack = Stack(load_settings(tmp_path, environ={}), connect=lambda: memory)
+    stack.converge()
+    return memory, stack, SimpleNamespace(stack=stack, busy=threading.Lock())
 
 
-def fake_applier(engine, network_mode="bridge"):
-    spec = SimpleNamespace(project="p", network_mode=network_mode)
-    return SimpleNamespace(controller=SimpleNamespace(spec=spec, engine=engine), busy=threading.Lock())
+def remove(memory, name):
+    memory.remove(memory.container(name).id, name)
 
 
-DESTROY = {"Type": "container", "Action": "destroy", "Actor": {"Attributes": {"devstack.service": "notebook"}}}
+DESTROY = EngineEvent("container", "destroy", "p-notebook", "notebook")
 
 
-def test_the_stack_counts_as_removed_once_its_containers_and_network_are_gone():
+def test_the_stack_counts_as_removed_once_its_containers_and_network_are_gone(tmp_path):
     now = [0.0]
     check, stop = RemovalCheck(clock=lambda: now[0]), threading.Event()
-    engine = FakeEngine()
-    applier = fake_applier(engine)
-    assert check.wait_time() is None and not check.check(applier, stop)  # nothing destroyed yet
+    memory, stack, changes = made_stack(tmp_path)
+    assert check.wait_time() is None and not check.check(changes, stop)  # nothing destroyed yet
     check.on_engine_event(DESTROY)
-    engine.left_containers = ["proxy"]
-    assert not check.check(applier, stop)  # the proxy is left: a recreate of the notebook, say
+    remove(memory, "p-notebook")
+    assert not check.check(changes, stop)  # the proxy is left: a recreate of the notebook, say
     assert check.wait_time() is None
     check.on_engine_event(DESTROY)
-    engine.left_containers = []
-    assert not check.check(applier, stop) and check.wait_time() is not None  # the network goes next
-    engine.left_networks = []
-    assert check.check(applier, stop) and check.removed and stop.is_set()
+    remove(memory, "p-proxy")
+    assert not check.check(changes, stop) and check.wait_time() is not None  # the network goes next
+    memory.remove_network(memory.network("p_default").id)
+    assert check.check(changes, stop) and check.removed and stop.is_set()
 
 
-def test_a_destroy_while_devstack_applies_a_change_is_looked_at_after_it():
+def test_a_destroy_while_devstack_applies_a_change_is_looked_at_after_it(tmp_path):
     check, stop = RemovalCheck(clock=lambda: 0.0), threading.Event()
-    applier = fake_applier(FakeEngine(containers=(), networks=()))
+    memory, stack, changes = made_stack(tmp_path)
+    stack.down()
     check.on_engine_event(DESTROY)
-    with applier.busy:  # the applier recreating the notebook container
-        assert not check.check(applier, stop) and not stop.is_set()
-    assert check.check(applier, stop)
+    with changes.busy:  # the change loop recreating the notebook container
+        assert not check.check(changes, stop) and not stop.is_set()
+    assert check.check(changes, stop)
 
 
-def test_containers_removed_by_hand_with_the_network_kept_are_not_the_stack_removed():
+def test_containers_removed_by_hand_with_the_network_kept_are_not_the_stack_removed(tmp_path):
     now = [0.0]
     check, stop = RemovalCheck(clock=lambda: now[0]), threading.Event()
-    applier = fake_applier(FakeEngine(containers=()))
+    memory, stack, changes = made_stack(tmp_path)
+    remove(memory, "p-notebook")
+    remove(memory, "p-proxy")
     check.on_engine_event(DESTROY)
-    assert not check.check(applier, stop)
+    assert not check.check(changes, stop)
     now[0] += REMOVAL_WINDOW_SECONDS
-    assert not check.check(applier, stop) and check.wait_time() is None and not stop.is_set()
+    assert not check.check(changes, stop) and check.wait_time() is None and not stop.is_set()
 
 
-def test_in_host_mode_no_container_left_is_the_stack_removed():
+def test_in_host_mode_no_container_left_is_the_stack_removed(tmp_path):
     check, stop = RemovalCheck(clock=lambda: 0.0), threading.Event()
+    memory, stack, changes = made_stack(tmp_path, mode="host")
+    remove(memory, "p-notebook")
+    remove(memory, "p-proxy")
     check.on_engine_event(DESTROY)
-    assert check.check(fake_applier(FakeEngine(containers=(), networks=()), network_mode="host"), stop)
+    assert check.check(changes, stop)

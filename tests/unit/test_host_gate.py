@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from devstack import assets
-from devstack.cookie import sign_cookie
+from devstack.cookie import COOKIE_NAME, sign_cookie
 from devstack.errors import ConfigError
 from devstack.hosts import host_pattern, is_loopback, url_host
-from devstack.proxy import render_proxy_config
+from devstack.proxy.render import render_proxy_config
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
+from devstack.spec import load_stack
 
 NOTEBOOK = assets.compose_dir() / "notebook"
 
@@ -34,7 +34,7 @@ def image_cookie_module():
 
 
 def spec_for(tmp_path: Path, **environ: str):
-    return describe_stack(load_settings(tmp_path, environ=environ), 1000, 1000)
+    return load_stack(load_settings(tmp_path, environ=environ), (1000, 1000))
 
 
 def test_the_stack_answers_to_loopback_names_edx_bind_address_and_allowed_hosts(tmp_path):
@@ -92,6 +92,7 @@ def test_hosts_rules():
 
 def test_a_cookie_signed_in_1970_is_refused_and_a_fresh_one_accepted():
     image_side = image_cookie_module()
+    assert image_side.COOKIE_NAME == COOKIE_NAME  # the image's copy of the one name
     assert image_side.verify("s3cret", sign_cookie("s3cret", "dev", issued_at=0)) is None
     assert image_side.verify("s3cret", sign_cookie("s3cret", "dev")) == "dev"
     now = time.time()

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.lint import frame_finding, lint_stack
+from devstack.proxy.lint import frame_finding, lint_stack
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
+from devstack.spec import load_stack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -16,7 +16,7 @@ def project_from(fixture: str, tmp_path: Path, **environ: str) -> tuple:
     folder = tmp_path / fixture
     shutil.copytree(FIXTURES / fixture, folder, symlinks=True)
     settings = load_settings(folder, environ={"EDX_HOSTNAME": "127.0.0.1:8000", **environ})
-    return folder, settings, describe_stack(settings, 1000, 1000)
+    return folder, settings, load_stack(settings, (1000, 1000))
 
 
 def findings_of(fixture: str, tmp_path: Path, **environ: str):
@@ -38,7 +38,7 @@ def test_bundled_configuration_is_clean(tmp_path):
 
 def findings_of_empty(tmp_path):
     settings = load_settings(tmp_path, environ={"EDX_HOSTNAME": "127.0.0.1:8000"})
-    return tmp_path, lint_stack(describe_stack(settings, 1000, 1000), settings)
+    return tmp_path, lint_stack(load_stack(settings, (1000, 1000)), settings)
 
 
 def test_seed_style_files_warn_about_host_header_and_the_unchecked_host(tmp_path):
@@ -59,12 +59,12 @@ def test_seed_style_files_warn_about_host_header_and_the_unchecked_host(tmp_path
 def test_a_project_server_that_checks_the_host_is_not_flagged(tmp_path):
     folder, settings, _ = project_from("eb-al1", tmp_path, ALLOWED_HOSTS="notebook.local.test")
     sifu = folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf"
-    (unchecked,) = [f for f in lint_stack(describe_stack(settings, 1000, 1000), settings)
+    (unchecked,) = [f for f in lint_stack(load_stack(settings, (1000, 1000)), settings)
                     if f.code == "host-unchecked" and f.file == sifu]
     assert "notebook\\.local\\.test" in unchecked.fix  # the fix names the stack's own names
     text = sifu.read_text().replace("listen 3334;", 'listen 3334;\n        if ($host !~* "^localhost$") { return 421; }', 1)
     sifu.write_text(text)
-    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    findings = lint_stack(load_stack(settings, (1000, 1000)), settings)
     assert [f.file.name for f in findings if f.code == "host-unchecked"] == ["elasticbeanstalk-nginx-jupyter-proxy.conf"]
 
 
@@ -86,7 +86,7 @@ def test_the_same_swap_in_a_loaded_file_is_an_error(tmp_path):
     loaded = folder / ".platform/nginx/conf.d/hosts.conf"  # AL2 loads conf.d/*.conf in the http block
     loaded.parent.mkdir(parents=True)
     hosts.rename(loaded)
-    swapped = by_code(lint_stack(describe_stack(settings, 1000, 1000), settings))["upstream-port"]
+    swapped = by_code(lint_stack(load_stack(settings, (1000, 1000)), settings))["upstream-port"]
     assert [(f.file, f.lineno, f.severity) for f in swapped] == [(loaded, 2, "error"), (loaded, 6, "error")]
     assert "not loaded" not in swapped[0].message
 
@@ -95,7 +95,7 @@ def test_every_mistake_of_the_mistakes_fixture_is_found(tmp_path):
     folder, settings, spec = project_from("lint-mistakes", tmp_path)
     proxy = folder / ".ebextensions/.nginx/proxy"
     (proxy / "gone.conf").symlink_to(folder / "nowhere.conf")
-    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    findings = lint_stack(load_stack(settings, (1000, 1000)), settings)
     found = {(f.code, f.file.name if f.file else None, f.lineno) for f in findings}
     assert found == {
         ("log-format", "sifu.conf", 8),
@@ -117,7 +117,7 @@ def test_every_mistake_of_the_mistakes_fixture_is_found(tmp_path):
 def test_a_published_port_nothing_listens_on_is_an_error(tmp_path):
     folder, settings, _ = project_from("eb-al1", tmp_path)
     (folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-jupyter-proxy.conf").unlink()
-    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    findings = lint_stack(load_stack(settings, (1000, 1000)), settings)
     (missing,) = by_code(findings)["not-served"]
     assert "no server listens on 3335" in missing.message and missing.severity == "error"
 
@@ -162,7 +162,7 @@ def test_the_lint_never_reads_what_a_project_file_includes_from_this_machine(tmp
     folder, settings, _ = project_from("eb-al1", tmp_path)
     proxy = folder / ".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf"
     proxy.write_text(proxy.read_text() + f"include {outside}/broken.conf;\ninclude /etc/nginx/mime.types;\n")
-    findings = lint_stack(describe_stack(settings, 1000, 1000), settings)
+    findings = lint_stack(load_stack(settings, (1000, 1000)), settings)
     assert "syntax" not in by_code(findings)
     (outside_include,) = by_code(findings)["include-outside"]
     assert outside_include.file == proxy and str(outside) in outside_include.message

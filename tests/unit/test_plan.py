@@ -1,13 +1,13 @@
 from pathlib import Path
 
-from devstack.engine import ContainerInfo, ImageInfo
-from devstack.reconcile import plan_image, plan_service
+from devstack.docker.engine import ContainerInfo, ImageInfo
+from devstack.reconcile.plan import plan_image, plan_service
 from devstack.settings import load_settings
-from devstack.stack import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, describe_stack
+from devstack.spec import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, load_stack
 
 
 def spec_for(tmp_path: Path, **environ):
-    return describe_stack(load_settings(tmp_path, environ=environ), 1000, 1000)
+    return load_stack(load_settings(tmp_path, environ=environ), (1000, 1000))
 
 
 def container(labels, state="running"):

@@ -3,15 +3,15 @@ from pathlib import Path
 import pytest
 
 from devstack.errors import ProxyConfigError
-from devstack.nginxconf import parse_tree
-from devstack.proxy import ProxyConfigStore, explain_nginx_error, render_proxy_config
+from devstack.proxy.nginxconf import parse_tree
+from devstack.proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
+from devstack.spec import load_stack
 
 
 @pytest.fixture
 def spec(tmp_path):
-    return describe_stack(load_settings(tmp_path, environ={"SIFU_PORT": "4334", "JUPYTER_PORT": "4335"}), 1000, 1000)
+    return load_stack(load_settings(tmp_path, environ={"SIFU_PORT": "4334", "JUPYTER_PORT": "4335"}), (1000, 1000))
 
 
 def write_tree(files: dict[str, str], root: Path) -> Path:

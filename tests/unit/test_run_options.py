@@ -6,7 +6,7 @@ import pytest
 
 from devstack.errors import ConfigError
 from devstack.settings import RESERVED_CONTAINER_PORTS, PortMapping, load_settings, parse_port_specs
-from devstack.stack import JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, PortSpec, describe_stack
+from devstack.spec import JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, PortSpec, load_stack
 
 
 def settings_for(tmp_path: Path, env_file: str = "", publish=(), **environ):
@@ -77,7 +77,7 @@ def test_duplicate_host_port_names_both_origins(tmp_path):
 
 
 def test_one_container_port_on_two_host_ports_is_allowed(tmp_path):
-    spec = describe_stack(settings_for(tmp_path, EXTRA_PORTS="8888:80,9999:80"), 1000, 1000)
+    spec = load_stack(settings_for(tmp_path, EXTRA_PORTS="8888:80,9999:80"), (1000, 1000))
     assert {(p.host_port, p.container_port) for p in spec.service("notebook").ports} == {(8888, 80), (9999, 80)}
 
 
@@ -103,19 +103,19 @@ def test_reserved_container_ports_are_the_stacks():
 def test_extra_ports_are_published_by_the_notebook_on_bind_address(tmp_path):
     base = settings_for(tmp_path, BIND_ADDRESS="127.0.0.2")
     with_ports = settings_for(tmp_path, BIND_ADDRESS="127.0.0.2", EXTRA_PORTS="8888:8888,5678:5679")
-    notebook = describe_stack(with_ports, 1000, 1000).service("notebook")
+    notebook = load_stack(with_ports, (1000, 1000)).service("notebook")
     assert notebook.ports == (PortSpec("127.0.0.2", 8888, 8888), PortSpec("127.0.0.2", 5678, 5679))
-    assert describe_stack(base, 1000, 1000).service("notebook").ports == ()
+    assert load_stack(base, (1000, 1000)).service("notebook").ports == ()
     # The proxy keeps exactly its two listeners.
-    assert len(describe_stack(with_ports, 1000, 1000).service("proxy").ports) == 2
+    assert len(load_stack(with_ports, (1000, 1000)).service("proxy").ports) == 2
     # A change of extra ports changes the notebook's config hash: `up` recreates it.
-    before = describe_stack(base, 1000, 1000).service("notebook").config_hash("sha256:1")
+    before = load_stack(base, (1000, 1000)).service("notebook").config_hash("sha256:1")
     assert notebook.config_hash("sha256:1") != before
 
 
 def test_where_a_port_was_written_does_not_change_the_config_hash(tmp_path):
-    from_env = describe_stack(settings_for(tmp_path, EXTRA_PORTS="8888:8888"), 1000, 1000)
-    from_flag = describe_stack(settings_for(tmp_path, publish=["8888:8888"]), 1000, 1000)
+    from_env = load_stack(settings_for(tmp_path, EXTRA_PORTS="8888:8888"), (1000, 1000))
+    from_flag = load_stack(settings_for(tmp_path, publish=["8888:8888"]), (1000, 1000))
     assert from_env.service("notebook").config_hash("i") == from_flag.service("notebook").config_hash("i")
 
 
@@ -123,10 +123,10 @@ def test_where_a_port_was_written_does_not_change_the_config_hash(tmp_path):
 
 
 def test_empty_notebooks_dir_mounts_nothing_at_notebooks(tmp_path):
-    spec = describe_stack(settings_for(tmp_path, "NOTEBOOKS_DIR=\n"), 1000, 1000)
+    spec = load_stack(settings_for(tmp_path, "NOTEBOOKS_DIR=\n"), (1000, 1000))
     assert spec.notebooks_dir is None
     assert "/notebooks" not in {m.target for m in spec.service("notebook").mounts}
-    mounted = describe_stack(settings_for(tmp_path), 1000, 1000)
+    mounted = load_stack(settings_for(tmp_path), (1000, 1000))
     assert "/notebooks" in {m.target for m in mounted.service("notebook").mounts}
 
 
@@ -134,10 +134,10 @@ def test_empty_notebooks_dir_mounts_nothing_at_notebooks(tmp_path):
 
 
 def test_notebook_container_name_defaults_to_the_project_and_can_be_the_seeds(tmp_path):
-    default = describe_stack(settings_for(tmp_path, DEVSTACK_PROJECT="demo"), 1000, 1000)
+    default = load_stack(settings_for(tmp_path, DEVSTACK_PROJECT="demo"), (1000, 1000))
     assert default.service("notebook").container_name == "demo-notebook"
-    seed = describe_stack(settings_for(tmp_path, DEVSTACK_PROJECT="demo",
-                                       NOTEBOOK_CONTAINER_NAME="proversity.jupyter.cont"), 1000, 1000)
+    seed = load_stack(settings_for(tmp_path, DEVSTACK_PROJECT="demo",
+                                       NOTEBOOK_CONTAINER_NAME="proversity.jupyter.cont"), (1000, 1000))
     assert seed.service("notebook").container_name == "proversity.jupyter.cont"
     assert dict(seed.service("notebook").labels)["devstack.project"] == "demo"
     assert seed.service("proxy").container_name == "demo-proxy"

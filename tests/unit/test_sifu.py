@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.context import file_holding_secret
+from devstack.docker.context import file_holding_secret
 from devstack.errors import ConfigError
 from devstack.redact import MASK, Redactor
 from devstack.settings import load_settings
@@ -21,7 +21,7 @@ from devstack.sifu import (
     resolve_ref,
     with_sifu_source,
 )
-from devstack.stack import ImageSpec, describe_stack
+from devstack.spec import ImageSpec, load_stack
 
 A = "a" * 40
 B = "b" * 40
@@ -184,10 +184,10 @@ def test_the_deployment_token_file_is_read_when_the_setting_is_empty(tmp_path):
 
 def test_sifu_command_reaches_the_container_and_an_empty_one_keeps_the_images(tmp_path):
     (tmp_path / ".env").write_text("SIFU_COMMAND=\nOTHER=1\n")
-    environment = dict(describe_stack(load_settings(tmp_path, environ={}), 1000, 1000).service("notebook").environment)
+    environment = dict(load_stack(load_settings(tmp_path, environ={}), (1000, 1000)).service("notebook").environment)
     assert "SIFU_COMMAND" not in environment and environment["OTHER"] == "1"
     settings = load_settings(tmp_path, environ={"SIFU_COMMAND": "node /opt/sifu/server.js"})
-    environment = dict(describe_stack(settings, 1000, 1000).service("notebook").environment)
+    environment = dict(load_stack(settings, (1000, 1000)).service("notebook").environment)
     assert environment["SIFU_COMMAND"] == "node /opt/sifu/server.js"
 
 

@@ -3,10 +3,11 @@ import io
 import tarfile
 
 from devstack import assets
-from devstack.context import context_files, context_hash, context_tar
+from devstack.docker.context import context_digest, context_files, context_tar
+from devstack.reconcile.plan import image_hash
 from devstack.cookie import sign_cookie
 from devstack.redact import MASK, Redactor
-from devstack.stack import ImageSpec
+from devstack.spec import ImageSpec
 
 
 def load_image_cookie_module():
@@ -47,18 +48,19 @@ def test_context_follows_dockerignore_and_hash_follows_content(tmp_path):
     (tmp_path / ".dockerignore").write_text("*.swp\n")
     image = ImageSpec("notebook", "t", tmp_path)
     assert [f.arcname for f in context_files(image)] == [".dockerignore", "Dockerfile", "app.py"]
-    first = context_hash(image)
+    first = context_digest(image)
     (tmp_path / "notes.swp").write_text("changed")  # ignored: no rebuild
-    assert context_hash(image) == first
+    assert context_digest(image) == first
     (tmp_path / "app.py").write_text("print(2)\n")
-    assert context_hash(image) != first
-    assert context_hash(image, parent_id="sha256:a") != context_hash(image, parent_id="sha256:b")
-    assert context_hash(image) != context_hash(ImageSpec("notebook", "t", tmp_path, build_args=(("A", "1"),)))
+    assert context_digest(image) != first
+    assert context_digest(image) != context_digest(ImageSpec("notebook", "t", tmp_path, build_args=(("A", "1"),)))
+    # The parent image's ID is part of the image's hash: a rebuilt base means a rebuilt final image.
+    assert image_hash(context_digest(image), "sha256:a") != image_hash(context_digest(image), "sha256:b")
     # The exec bit alone, same image and arguments: a script that loses +x must be rebuilt.
     (tmp_path / "app.py").chmod(0o644)
-    before_chmod = context_hash(image)
+    before_chmod = context_digest(image)
     (tmp_path / "app.py").chmod(0o755)
-    assert context_hash(image) != before_chmod
+    assert context_digest(image) != before_chmod
 
 
 def test_overlay_replaces_a_folder_of_the_context(tmp_path):
@@ -77,7 +79,7 @@ def test_overlay_replaces_a_folder_of_the_context(tmp_path):
 
 
 def test_labels_travel_as_one_instruction_appended_to_the_dockerfile_sent(tmp_path):
-    from devstack.context import labels_fit_in_dockerfile
+    from devstack.docker.context import labels_fit_in_dockerfile
 
     (tmp_path / "Dockerfile").write_text("FROM scratch\nCMD [\"x\"]")
     image = ImageSpec("notebook", "t", tmp_path)

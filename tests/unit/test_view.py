@@ -3,8 +3,8 @@ from datetime import datetime, timedelta, timezone
 from rich.console import Console
 
 from devstack.probes import Probe, ProbeResult
-from devstack.status import BuildProgress, ServiceStatus, StackStatus
-from devstack.view import humanize_age, render_status, status_to_json
+from devstack.snapshot import BuildProgress, LiveFacts, ServiceStatus, StackStatus
+from devstack.ui.view import humanize_age, render_status, status_to_json
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -18,8 +18,9 @@ def snapshot(**extra):
     )
     probes = (ProbeResult(Probe("Sifu through the proxy", "http://127.0.0.1:3334/health", 200), True, 200,
                           "answered 200", 3.2),)
+    logs = extra.pop("logs", ())
     return StackStatus("p", NOW, services, probes, {"login": "http://127.0.0.1:3334/login",
-                                                    "jupyter": "http://127.0.0.1:3335/"}, **extra)
+                                                    "jupyter": "http://127.0.0.1:3335/"}, LiveFacts(**extra), logs)
 
 
 def text_of(renderable) -> str:
@@ -59,25 +60,34 @@ def test_humanize_age():
 
 # -- the live view: the core's events folded into what is shown ------------------------
 
-from devstack.engine import BuildEvent  # noqa: E402
-from devstack.live import LiveState  # noqa: E402
-from devstack.reconcile import Event  # noqa: E402
-from devstack.status import LiveFacts, load_live_facts, save_live_facts, with_live_facts  # noqa: E402
-from devstack.view import error_text, event_line  # noqa: E402
+from devstack.events import (  # noqa: E402
+    Activity,
+    BuildOutput,
+    ChangeApplied,
+    ChangeFailed,
+    ChangeSeen,
+    ImageBuilt,
+    Info,
+    Warned,
+    Watching,
+)
+from devstack.snapshot import load_live_facts, save_live_facts, with_live_facts  # noqa: E402
+from devstack.ui.live import LiveState  # noqa: E402
+from devstack.ui.view import event_line  # noqa: E402
 
 
 def test_live_state_follows_a_change_from_save_to_healthy():
     state = LiveState()
-    assert state.on_event(Event("watching", "watching ...", data={"folders": ["/p/nginx", "/p/final"]}))
-    state.on_event(Event("change", "changed final/Dockerfile: rebuild notebook and recreate the notebook container"))
+    assert state.on_event(Watching("watching ...", folders=("/p/nginx", "/p/final")))
+    state.on_event(ChangeSeen("changed final/Dockerfile: rebuild notebook and recreate the notebook container"))
     assert "now: changed final/Dockerfile" in text_of(render_status(state.overlay(snapshot())))
-    state.on_event(Event("build", "Step 4/9 : RUN make", "notebook", build=BuildEvent(4, 9, "RUN make", "Step 4/9 : RUN make")))
-    assert not state.on_event(Event("build", "compiling", "notebook", build=BuildEvent(4, 9, "RUN make", "compiling")))
+    state.on_event(BuildOutput("Step 4/9 : RUN make", "notebook", 4, 9, "RUN make"))
+    assert not state.on_event(BuildOutput("compiling", "notebook", 4, 9, "RUN make"))
     text = text_of(render_status(state.overlay(snapshot())))
     assert "building notebook" in text and "step 4/9: RUN make" in text
-    state.on_event(Event("info", "built t (abc)", "notebook"))
-    state.on_event(Event("applied", "applied", data={"timeline": [("saved", 0.0), ("seen", 3.0), ("built", 2100.0),
-                                                                  ("healthy", 4200.0)]}))
+    state.on_event(ImageBuilt("built t (abc)", "notebook", "sha256:abc"))
+    state.on_event(ChangeApplied("applied", timeline=(("saved", 0.0), ("seen", 3.0), ("built", 2100.0),
+                                                      ("healthy", 4200.0))))
     text = text_of(render_status(state.overlay(snapshot())))
     assert "last change: saved 0 ms  →  seen 3 ms  →  built 2100 ms  →  healthy 4200 ms" in text
     assert "building" not in text and "now: watching /p/nginx, /p/final" in text
@@ -85,11 +95,11 @@ def test_live_state_follows_a_change_from_save_to_healthy():
 
 def test_an_error_is_shown_in_full_until_a_change_applies():
     state = LiveState()
-    state.on_event(Event("error", "building t failed at step 3/5 (RUN exit 3): non-zero code: 3",
-                         data={"tail": ["Step 3/5 : RUN exit 3", "the-last-words"]}))
+    state.on_event(ChangeFailed("building t failed at step 3/5 (RUN exit 3): non-zero code: 3",
+                                tail=("Step 3/5 : RUN exit 3", "the-last-words")))
     text = text_of(render_status(state.overlay(snapshot())))
     assert "last error" in text and "failed at step 3/5" in text and "| the-last-words" in text
-    state.on_event(Event("applied", "applied", data={"timeline": [("saved", 0.0), ("healthy", 300.0)]}))
+    state.on_event(ChangeApplied("applied", timeline=(("saved", 0.0), ("healthy", 300.0))))
     assert "last error" not in text_of(render_status(state.overlay(snapshot())))
 
 
@@ -102,9 +112,19 @@ def test_log_lines_keep_the_latest_only():
 
 
 def test_plain_lines_for_events():
-    assert event_line(Event("warning", "slow")) == "warning: slow"
-    assert event_line(Event("activity", "reloading")) == "now: reloading"
-    assert error_text(Event("error", "boom", data={"tail": ["a", "b"]})) == "boom\n  | a\n  | b"
+    assert event_line(Warned("slow")) == "warning: slow"
+    assert event_line(Activity("reloading")) == "now: reloading"
+    assert event_line(Info("built")) == "built"
+    assert event_line(BuildOutput("Step 1/2 : FROM x", "base", 1, 2, "FROM x")) == "[build base 1/2] Step 1/2 : FROM x"
+    assert event_line(ChangeFailed("boom", tail=("a", "b"))) == "error: boom\n  | a\n  | b"
+
+
+def test_a_message_that_looks_like_another_kind_is_not_taken_for_it():
+    """Dispatch is on the event's type, never on its text."""
+    state = LiveState()
+    state.on_event(BuildOutput("Step 1/2 : FROM x", "base", 1, 2, "FROM x"))
+    state.on_event(Info("built the house of cards"))  # not an ImageBuilt: the build goes on
+    assert state.live.build is not None
 
 
 def test_json_carries_what_the_live_view_adds():
@@ -121,6 +141,6 @@ def test_status_beside_a_watcher_reads_what_it_wrote(tmp_path):
     save_live_facts(tmp_path, facts)
     assert load_live_facts(tmp_path) == facts  # written by this (living) process
     shown = with_live_facts(snapshot(), load_live_facts(tmp_path))
-    assert shown.activity == "reloading" and shown.last_error == "boom"
+    assert shown.live.activity == "reloading" and shown.live.last_error == "boom"
     (tmp_path / "live.json").write_text('{"pid": 999999999, "activity": "stale"}')
     assert load_live_facts(tmp_path) is None  # its writer is gone: nothing is happening

@@ -7,24 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from devstack.engine import ImageInfo
-from devstack.errors import BuildError, ProxyConfigError
-from devstack.reconcile import Action
+from dataclasses import replace
+
+from memory_engine import MemoryEngine
+
+from devstack.errors import BuildError
+from devstack.events import ChangeApplied, ChangeFailed, ChangeSeen, NothingToApply, Warned
+from devstack.noise import is_noise
+from devstack.reconcile import Stack
+from devstack.reconcile.running import Running
 from devstack.settings import load_settings
-from devstack.stack import describe_stack
-from devstack.watch import (
-    MAX_WAIT_SECONDS,
-    QUIET_SECONDS,
-    Applier,
-    ChangePlan,
-    Debouncer,
-    PathSeen,
-    RefreshProxy,
-    Timeline,
-    classify,
-    is_noise,
-    watch_targets,
-)
+from devstack.spec import load_stack
+from devstack.watch.changes import ChangeLoop, RefreshProxy, Timeline
+from devstack.watch.classify import ChangePlan, classify, watch_targets
+from devstack.watch.debounce import MAX_WAIT_SECONDS, QUIET_SECONDS, Debouncer
+from devstack.watch.files import PathSeen
 
 
 class FakeClock:
@@ -100,8 +97,7 @@ def layout(tmp_path):
     (project / "proxy" / "nginx.conf.j2").write_text("events {}\n")
     (project / ".env").write_text("BASE_CONTEXT=base\nNOTEBOOK_CONTEXT=final\nPROXY_TEMPLATES=proxy\nSIFU_SRC=sifu\n")
     settings = load_settings(project, environ={})
-    spec = describe_stack(settings, 1000, 1000)
-    return project, watch_targets(settings, FakeController(settings, spec))
+    return project, watch_targets(settings, load_stack(settings, (1000, 1000)))
 
 
 def test_each_kind_of_file_maps_to_its_least_disruptive_action(layout):
@@ -164,185 +160,166 @@ def test_noise_is_judged_inside_the_watched_folder_only():
     assert is_noise(".git/objects/ab") and is_noise("x/__pycache__") and is_noise("a.swp")
 
 
-# -- the applier ------------------------------------------------------------------------
+# -- the change loop, on the real Stack over an in-memory engine ---------------------------
 
 
-class FakeEngine:
-    def __init__(self, images: dict[str, str]):
-        self.images = images
+class ScriptedRunning(Running):
+    """What needs a live Jupyter is scripted: the kernels' states, one answer per question."""
 
-    def image(self, tag: str) -> ImageInfo | None:
-        image_id = self.images.get(tag)
-        return ImageInfo(image_id, (tag,), {}, None) if image_id else None
-
-
-class FakeController:
-    """Records what the applier asks for. What containers do is tested against the real engine."""
-
-    def __init__(self, settings, spec, builds=None, recreate=("notebook",), busy=()):
-        self.settings, self.spec = settings, spec
-        self.engine = FakeEngine({image.tag: "sha256:old-" + image.name for image in spec.images})
-        self.calls: list[str] = []
-        self.builds = list(builds or [])  # what each ensure_images call does: None (builds) or an exception
-        self.recreate = recreate
-        self.busy = list(busy)  # successive answers of busy_kernels
-        self.redact = lambda text: text
-        self.during_build = None
-
-    def ensure_images(self):
-        self.calls.append("ensure_images")
-        if self.during_build:
-            self.during_build()
-        outcome = self.builds.pop(0) if self.builds else None
-        if isinstance(outcome, Exception):
-            raise outcome
-        for image in self.spec.images:
-            self.engine.images[image.tag] = f"sha256:new{len(self.calls)}-{image.name}"
-        return {image.name: self.engine.images[image.tag] for image in self.spec.images}
-
-    def plan_services(self, image_ids):
-        return [Action("recreate", name, "image changed") for name in self.recreate]
-
-    def reconcile_services(self, image_ids):
-        self.calls.append("reconcile_services")
-
-    def refresh_proxy(self, notebook=None):
-        self.calls.append("refresh_proxy")
-        return True
-
-    def restart_sifu(self):
-        self.calls.append("restart_sifu")
-
-    def report_lint(self):
-        return []
-
-    def describe_again(self):
-        pass
+    def __init__(self, stack, busy):
+        super().__init__(stack)
+        self.busy = list(busy)
 
     def busy_kernels(self):
-        self.calls.append("busy_kernels")
+        self._stack.memory.ops.append("busy_kernels")
         return self.busy.pop(0) if self.busy else []
 
-    def check_ports(self):
-        self.calls.append("check_ports")
+
+class WatchedStack(Stack):
+    """The real Stack (planner, applier, proxy loader) on an in-memory engine; readiness is assumed."""
+
+    def __init__(self, settings, memory, busy=()):
+        super().__init__(settings, connect=lambda: memory)
+        self.memory = memory
+        self.running = ScriptedRunning(self, busy)
 
     def wait_ready(self, timeout):
-        self.calls.append("wait_ready")
+        self.memory.ops.append("wait_ready")
         return []
 
 
-def make_applier(layout, **controller_options):
+def make_loop(layout, busy=()):
     project, _ = layout
-    settings = load_settings(project, environ={})
-    controller = FakeController(settings, describe_stack(settings, 1000, 1000), **controller_options)
+    (project / ".env").write_text((project / ".env").read_text() + "SIFU_PORT=43334\nJUPYTER_PORT=43335\n")
+    memory = MemoryEngine({"nginx:stable": {}})
+    stack = WatchedStack(load_settings(project, environ={}), memory, busy)
+    stack.converge()  # what `up` made before watching
+    memory.ops.clear()
+    memory.builds = 0
     events = []
     clock = FakeClock()
 
     def sleep(seconds):
         clock.advance(seconds)
 
-    applier = Applier(controller, events.append, reload_settings=lambda: load_settings(project, environ={}),
-                      make_controller=lambda s: FakeController(s, describe_stack(s, 1000, 1000)),
-                      stop=threading.Event(), debouncer=Debouncer(clock=clock), clock=clock, sleep=sleep)
-    return applier, controller, events, clock
+    loop = ChangeLoop(stack, events.append, reload_settings=lambda: load_settings(project, environ={}),
+                      make_stack=lambda s: WatchedStack(s, memory), stop=threading.Event(),
+                      debouncer=Debouncer(clock=clock), clock=clock, sleep=sleep)
+    return loop, memory, events, clock
 
 
-def drain(applier, clock, turns=50):
+def drain(loop, clock, turns=50):
     """Run the loop's turns with time moving on, until nothing is pending or queued."""
     for _ in range(turns):
-        applier.step(idle_wait=0.001)
+        loop.step(idle_wait=0.001)
         clock.advance(QUIET_SECONDS)
-        if not applier.debouncer.pending and applier.inbox.empty():
-            applier.step(idle_wait=0.001)
+        if not loop.debouncer.pending and loop.inbox.empty():
+            loop.step(idle_wait=0.001)
             return
 
 
-def save(applier, path: Path, count: int = 1):
+def save(loop, path: Path, count: int = 1, content: str | None = None):
+    if content is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
     for _ in range(count):
-        applier.inbox.put(PathSeen(str(path), 0.0))
+        loop.inbox.put(PathSeen(str(path), 0.0))
+
+
+def changed(ops, prefix):
+    return [op for op in ops if op.startswith(prefix)]
 
 
 def test_a_burst_of_a_thousand_files_gives_one_build(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout)
+    loop, memory, events, clock = make_loop(layout)
     for i in range(1000):
-        save(applier, project / "final" / f"data/{i}.txt")
-    drain(applier, clock)
-    assert controller.calls.count("ensure_images") == 1
-    assert [e.kind for e in events if e.kind in ("change", "applied")] == ["change", "applied"]
+        save(loop, project / "final" / f"data/{i}.txt", content=str(i))
+    drain(loop, clock)
+    assert memory.builds == 1
+    assert [type(e) for e in events if isinstance(e, (ChangeSeen, ChangeApplied))] == [ChangeSeen, ChangeApplied]
 
 
 def test_changes_during_a_build_give_exactly_one_follow_up(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout)
+    loop, memory, events, clock = make_loop(layout)
 
     def more_saves():  # the user keeps saving while the first build runs
-        if controller.calls.count("ensure_images") == 1:
+        if memory.builds == 1:
             for i in range(300):
-                save(applier, project / "final" / f"more/{i}.txt")
+                save(loop, project / "final" / f"more/{i}.txt", content=str(i))
 
-    controller.during_build = more_saves
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    assert controller.calls.count("ensure_images") == 2
+    memory.on_build = more_saves
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
+    drain(loop, clock)
+    assert memory.builds == 2
 
 
 def test_proxy_and_sifu_changes_touch_nothing_else(layout):
     project, _ = layout
-    applier, controller, _, clock = make_applier(layout)
-    save(applier, project / "proxy" / "nginx.conf.j2")
-    drain(applier, clock)
-    assert controller.calls == ["refresh_proxy", "wait_ready"]
-    controller.calls.clear()
-    save(applier, project / "sifu" / "app.py")
-    drain(applier, clock)
-    assert controller.calls == ["restart_sifu", "wait_ready"]
+    loop, memory, _, clock = make_loop(layout)
+    save(loop, project / "proxy" / "nginx.conf.j2", content="events {}\n# saved\n")
+    drain(loop, clock)
+    assert changed(memory.ops, "exec nginx -t") and memory.ops[-1] == "wait_ready"
+    assert not changed(memory.ops, "build") and not changed(memory.ops, "create")
+    memory.ops.clear()
+    save(loop, project / "sifu" / "app.py", content="print('v2')\n")
+    drain(loop, clock)
+    assert memory.ops == ["exec supervisorctl restart sifu", "wait_ready"]
+
+
+def test_a_proxy_file_saved_unchanged_applies_nothing(layout):
+    project, _ = layout
+    loop, memory, events, clock = make_loop(layout)
+    save(loop, project / "proxy" / "nginx.conf.j2")
+    drain(loop, clock)
+    assert memory.ops == [] and isinstance(events[-1], NothingToApply)
 
 
 def test_a_recreated_notebook_needs_no_sifu_restart(layout):
     project, _ = layout
-    applier, controller, _, clock = make_applier(layout)
-    save(applier, project / "sifu" / "app.py")
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    assert "restart_sifu" not in controller.calls and "reconcile_services" in controller.calls
+    loop, memory, _, clock = make_loop(layout)
+    save(loop, project / "sifu" / "app.py", content="print('v2')\n")
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
+    drain(loop, clock)
+    assert not changed(memory.ops, "exec supervisorctl") and changed(memory.ops, "create proj-notebook")
 
 
 def test_a_failed_build_is_shown_in_full_and_the_next_save_retries(layout):
     project, _ = layout
-    failure = BuildError("building t failed at step 3/5 (RUN exit 3): returned a non-zero code: 3",
-                         step="RUN exit 3", tail=["Step 3/5 : RUN exit 3", "the-last-words"])
-    applier, controller, events, clock = make_applier(layout, builds=[failure])
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    errors = [e for e in events if e.kind == "error"]
-    assert len(errors) == 1 and errors[0].data["tail"] == ["Step 3/5 : RUN exit 3", "the-last-words"]
-    assert "reconcile_services" not in controller.calls  # the running container is left serving
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    assert controller.calls.count("ensure_images") == 2 and "reconcile_services" in controller.calls
+    loop, memory, events, clock = make_loop(layout)
+    memory.fail_builds = [BuildError("building t failed at step 3/5 (RUN exit 3): returned a non-zero code: 3",
+                                     step="RUN exit 3", tail=["Step 3/5 : RUN exit 3", "the-last-words"])]
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\nRUN exit 3\n")
+    drain(loop, clock)
+    errors = [e for e in events if isinstance(e, ChangeFailed)]
+    assert len(errors) == 1 and errors[0].tail == ("Step 3/5 : RUN exit 3", "the-last-words")
+    assert not changed(memory.ops, "create")  # the running container is left serving
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# fixed\n")
+    drain(loop, clock)
+    assert memory.builds == 2 and changed(memory.ops, "create proj-notebook")
 
 
 def test_a_rejected_proxy_configuration_is_an_error_event(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout)
-
-    def rejected(notebook=None):
-        raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: x.conf.j2:3")
-
-    controller.refresh_proxy = rejected
-    save(applier, project / "proxy" / "nginx.conf.j2")
-    drain(applier, clock)
-    assert [e.kind for e in events][-1] == "error" and "x.conf.j2:3" in events[-1].message
+    loop, memory, events, clock = make_loop(layout)
+    memory.exec_results["nginx"] = (1, "nginx: [emerg] unknown directive \"bogus\" in "
+                                       "/etc/devstack-proxy/gen-2/nginx.conf:2")
+    save(loop, project / "proxy" / "nginx.conf.j2", content="events {}\nbogus;\n")
+    drain(loop, clock)
+    assert isinstance(events[-1], ChangeFailed)
+    assert "nginx rejected the new proxy configuration" in events[-1].message
+    assert str(project / "proxy" / "nginx.conf.j2") + ":2" in events[-1].message
 
 
 def test_a_busy_kernel_is_waited_for_then_the_notebook_is_recreated(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout, busy=[["k1"], ["k1"], ["k1"], []])
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    assert controller.calls.count("busy_kernels") == 4
-    assert controller.calls.index("busy_kernels") < controller.calls.index("reconcile_services")
+    loop, memory, events, clock = make_loop(layout, busy=[["k1"], ["k1"], ["k1"], []])
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
+    drain(loop, clock)
+    assert memory.ops.count("busy_kernels") == 4
+    assert memory.ops.index("build proversity/notebook") < memory.ops.index("busy_kernels") \
+        < memory.ops.index("remove proj-notebook")
     messages = [e.message for e in events]
     assert any("waiting up to 60s (KERNEL_IDLE_WAIT) for 1 busy kernel" in m for m in messages)
     assert "kernels idle: recreating the notebook container" in messages
@@ -350,41 +327,60 @@ def test_a_busy_kernel_is_waited_for_then_the_notebook_is_recreated(layout):
 
 def test_the_wait_for_a_busy_kernel_is_bounded(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout, busy=[["k1"]] * 1000)
-    save(applier, project / "final" / "Dockerfile")
+    loop, memory, events, clock = make_loop(layout, busy=[["k1"]] * 1000)
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
     start = clock.now
-    drain(applier, clock)
-    assert "reconcile_services" in controller.calls
+    drain(loop, clock)
+    assert changed(memory.ops, "create proj-notebook")
     assert 60 <= clock.now - start < 62
-    assert any(e.kind == "warning" and "still busy after 60s" in e.message for e in events)
+    assert any(isinstance(e, Warned) and "still busy after 60s" in e.message for e in events)
 
 
-def test_an_env_change_resolves_the_settings_again_and_uses_the_new_controller(layout):
+def test_kernels_are_not_asked_about_when_nothing_recreates_the_notebook(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout)
-    (project / ".env").write_text((project / ".env").read_text() + "SIFU_PORT=4334\n")
-    save(applier, project / ".env")
-    drain(applier, clock)
-    assert applier.controller is not controller
-    assert applier.controller.settings.sifu_port == 4334
-    assert applier.controller.calls[:2] == ["check_ports", "ensure_images"]
+    loop, memory, _, clock = make_loop(layout, busy=[["k1"]] * 10)
+    (project / ".env").write_text((project / ".env").read_text() + "KERNEL_IDLE_WAIT=5\n")
+    save(loop, project / ".env")
+    drain(loop, clock)
+    assert "busy_kernels" not in memory.ops and not changed(memory.ops, "create")
 
 
-def test_an_invalid_env_keeps_the_running_controller(layout):
+def test_an_env_change_resolves_the_settings_again_and_uses_the_new_stack(layout):
     project, _ = layout
-    applier, controller, events, clock = make_applier(layout)
+    loop, memory, events, clock = make_loop(layout)
+    stack = loop.stack
+    (project / ".env").write_text((project / ".env").read_text() + "SIFU_PORT=43336\n")
+    save(loop, project / ".env")
+    drain(loop, clock)
+    assert loop.stack is not stack and loop.stack.settings.sifu_port == 43336
+    # The notebook is told its new public port, the proxy publishes it: both are recreated.
+    assert changed(memory.ops, "create proj-notebook") and changed(memory.ops, "create proj-proxy")
+    assert isinstance(events[-1], ChangeApplied)
+
+
+def test_an_invalid_env_keeps_the_running_stack(layout):
+    project, _ = layout
+    loop, memory, events, clock = make_loop(layout)
+    stack = loop.stack
     (project / ".env").write_text("SIFU_PORT=not-a-port\n")
-    save(applier, project / ".env")
-    drain(applier, clock)
-    assert applier.controller is controller
-    assert events[-1].kind == "error" and "SIFU_PORT" in events[-1].message
+    save(loop, project / ".env")
+    drain(loop, clock)
+    assert loop.stack is stack and memory.ops == []
+    assert isinstance(events[-1], ChangeFailed) and "SIFU_PORT" in events[-1].message
 
 
-def test_engine_requests_to_refresh_the_proxy_are_applied(layout):
-    applier, controller, _, clock = make_applier(layout)
-    applier.inbox.put(RefreshProxy("the notebook container started"))
-    drain(applier, clock)
-    assert controller.calls == ["refresh_proxy"]
+def test_a_notebook_back_on_a_new_address_gets_its_upstreams_rewritten(layout):
+    project, _ = layout
+    (project / "proxy" / "conf.d").mkdir()
+    (project / "proxy" / "conf.d" / "upstreams.conf.j2").write_text("upstream jupyter { server {{ notebook_ip }}:3335; }\n")
+    loop, memory, _, clock = make_loop(layout)
+    notebook = memory.container("proj-notebook")
+    memory.records[notebook.id] = replace(notebook, ips={"proj_default": "172.30.9.9"})
+    loop.inbox.put(RefreshProxy("the notebook container started"))
+    drain(loop, clock)
+    assert changed(memory.ops, "exec nginx -t")
+    current = loop.stack.spec.proxy.config_dir / "current"
+    assert "172.30.9.9" in "".join(p.read_text() for p in current.rglob("*.conf"))
 
 
 def test_timeline_counts_from_the_save():
@@ -396,13 +392,14 @@ def test_timeline_counts_from_the_save():
 
 def test_an_error_shown_in_full_carries_no_secret(layout):
     project, _ = layout
-    failure = BuildError("building t failed at step 2/3 (RUN fetch)", step="RUN fetch",
-                         tail=["cloning https://x-access-token:ghp_canary@github.com/o/sifu"])
-    applier, controller, events, clock = make_applier(layout, builds=[failure])
-    controller.redact = lambda text: text.replace("ghp_canary", "********")
-    save(applier, project / "final" / "Dockerfile")
-    drain(applier, clock)
-    assert "ghp_canary" not in repr([(e.message, e.data) for e in events])
+    loop, memory, events, clock = make_loop(layout)
+    loop.stack.redact.add("ghp_canary")
+    memory.fail_builds = [BuildError("building t failed at step 2/3 (RUN fetch ghp_canary)", step="RUN fetch",
+                                     tail=["cloning https://x-access-token:ghp_canary@github.com/o/sifu"])]
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
+    drain(loop, clock)
+    assert any(isinstance(e, ChangeFailed) for e in events)
+    assert "ghp_canary" not in repr(events)
 
 
 def test_a_project_proxy_folder_is_watched_for_before_it_exists(layout):

@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .nginxconf import Directive, ParsedFile, listen_port, parse_file
-from .proxy import RenderedProxy, render_proxy_config
-from .settings import Settings
-from .hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, same_site, host_pattern
-from .stack import StackSpec
+from .render import RenderedProxy, render_proxy_config
+from ..settings import Settings
+from ..cookie import COOKIE_NAME
+from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, same_site, host_pattern
+from ..spec import Listener, NetworkLayout, StackSpec
 
 # Log formats nginx knows without a log_format directive.
 BUILTIN_LOG_FORMATS = {"combined"}
@@ -51,22 +52,30 @@ class LintContext:
     """What the configuration must agree with, from the stack description."""
 
     upstream_ports: dict[str, int]  # upstream name -> the notebook port it must point at
-    served_ports: tuple[int, int]  # the ports nginx must listen on: (Sifu's, Jupyter's)
-    port_settings: tuple[str, str]  # the settings behind them, for messages
-    network_mode: str
-    bind_address: str
+    network: NetworkLayout  # the listeners: which port nginx must serve for Sifu, for Jupyter
     edx_origin: str
     hostnames: tuple[str, ...] = LOOPBACK_NAMES  # the Host names the stack is served under
+
+    @property
+    def served_ports(self) -> set[int]:
+        return {listener.nginx_port for listener in self.network.listeners}
+
+    @property
+    def bind_address(self) -> str:
+        return self.network.bind_address
+
+    def listener_on(self, port: int) -> Listener | None:
+        return next((listener for listener in self.network.listeners if listener.nginx_port == port), None)
+
+    def other(self, listener: Listener) -> Listener:
+        return self.network.jupyter if listener is self.network.sifu else self.network.sifu
 
 
 def lint_context(spec: StackSpec) -> LintContext:
     proxy = spec.proxy
     return LintContext(
         upstream_ports={u.name: u.port for u in proxy.upstreams},
-        served_ports=proxy.served_ports,
-        port_settings=("SIFU_PORT", "JUPYTER_PORT"),
-        network_mode=proxy.network_mode,
-        bind_address=proxy.bind_address,
+        network=proxy.network,
         edx_origin=proxy.edx_origin,
         hostnames=proxy.hostnames,
     )
@@ -162,22 +171,22 @@ def check_upstream_ports(file: ParsedFile, ctx: LintContext) -> list[Finding]:
 
 def check_routes(file: ParsedFile, ctx: LintContext) -> list[Finding]:
     """A server on Sifu's port that proxies to the jupyter upstream, or the other way round."""
-    by_port = {ctx.served_ports[0]: "sifu", ctx.served_ports[1]: "jupyter"}
     findings = []
     for server in _servers(file):
-        serves = {by_port[p] for p in _server_ports(server) if p in by_port}
+        serves = [listener for p in sorted(_server_ports(server)) if (listener := ctx.listener_on(p)) is not None]
         for directive in _walk_block(server):
             if directive.name != "proxy_pass" or not directive.args:
                 continue
             target = _upstream_name(directive.args[0])
-            wrong = {s for s in serves if target in ("sifu", "jupyter") and target != s}
-            for service in wrong:
-                port = ctx.served_ports[0 if service == "sifu" else 1]
+            for listener in serves:
+                if target not in ("sifu", "jupyter") or target == listener.name:
+                    continue
                 findings.append(Finding(
                     "error", file.path, directive.line,
-                    f"the server listening on {port} ({SERVICE_NAMES[service]}'s port) proxies to the {target} upstream",
-                    f"write `proxy_pass http://{service};` here, or listen on "
-                    f"{ctx.served_ports[1 if service == 'sifu' else 0]}", "route"))
+                    f"the server listening on {listener.nginx_port} ({SERVICE_NAMES[listener.name]}'s port) "
+                    f"proxies to the {target} upstream",
+                    f"write `proxy_pass http://{listener.name};` here, or listen on {ctx.other(listener).nginx_port}",
+                    "route"))
     return findings
 
 
@@ -190,17 +199,18 @@ def check_listens(file: ParsedFile, ctx: LintContext) -> list[Finding]:
         port = listen_port(directive.args)
         if port is None:
             continue
+        sifu, jupyter = ctx.network.listeners
         if port not in ctx.served_ports:
-            if ctx.network_mode == "host":
-                fix = (f"listen on {ctx.served_ports[0]} ({ctx.port_settings[0]}) or {ctx.served_ports[1]} "
-                       f"({ctx.port_settings[1]}), or set those settings to the ports your files listen on")
+            if ctx.network.host_mode:
+                fix = (f"listen on {sifu.nginx_port} ({sifu.setting}) or {jupyter.nginx_port} "
+                       f"({jupyter.setting}), or set those settings to the ports your files listen on")
             else:
-                fix = (f"listen on {ctx.served_ports[0]} (Sifu) or {ctx.served_ports[1]} (Jupyter), which devstack "
+                fix = (f"listen on {sifu.nginx_port} (Sifu) or {jupyter.nginx_port} (Jupyter), which devstack "
                        "publishes on SIFU_PORT and JUPYTER_PORT")
             findings.append(Finding("warning", file.path, directive.line,
                                     f"nginx listens on {port} here, which devstack does not publish: "
                                     "nothing on the host reaches this server", fix, "unpublished-listen"))
-        elif ctx.network_mode == "host" and ":" not in directive.args[0] and not is_wildcard(ctx.bind_address):
+        elif ctx.network.host_mode and ":" not in directive.args[0] and not is_wildcard(ctx.bind_address):
             findings.append(Finding(
                 "warning", file.path, directive.line,
                 f"with NETWORK_MODE=host, `listen {directive.args[0]}` binds every interface of this machine, "
@@ -216,7 +226,7 @@ def check_host_header(file: ParsedFile, ctx: LintContext) -> list[Finding]:
     findings = []
     for server in _servers(file):
         ports = _server_ports(server)
-        to_jupyter = ctx.served_ports[1] in ports or any(
+        to_jupyter = ctx.network.jupyter.nginx_port in ports or any(
             d.name == "proxy_pass" and d.args and _upstream_name(d.args[0]) == "jupyter" for d in _walk_block(server))
         if not ports or ports == {80} or not to_jupyter:
             continue
@@ -239,7 +249,7 @@ def check_host_gate(file: ParsedFile, ctx: LintContext) -> list[Finding]:
     names; a project's files are loaded unchanged, so this says what they leave to Jupyter's own check."""
     findings = []
     for server in _servers(file):
-        if not _server_ports(server) & set(ctx.served_ports):
+        if not _server_ports(server) & ctx.served_ports:
             continue
         checks_host = any(d.name == "if" and any(var in arg for arg in d.args for var in ("$host", "$http_host"))
                           for d in _walk_block(server))
@@ -352,12 +362,12 @@ def check_served(files: list[ParsedFile], ctx: LintContext) -> list[Finding]:
                 if port is not None:
                     listening.add(port)
     findings = []
-    for index, port in enumerate(ctx.served_ports):
+    for listener in ctx.network.listeners:
+        port = listener.nginx_port
         if port not in listening:
-            service = ("Sifu", "Jupyter")[index]
             findings.append(Finding(
-                "error", None, None, f"no server listens on {port} ({service}'s port, {ctx.port_settings[index]})",
-                f"add a server with `listen {port};` that proxies to http://{service.lower()}", "not-served"))
+                "error", None, None, f"no server listens on {port} ({listener.title}'s port, {listener.setting})",
+                f"add a server with `listen {port};` that proxies to http://{listener.name}", "not-served"))
     return findings
 
 
@@ -374,7 +384,7 @@ def frame_finding(edx_host: str, served_host: str, bind_address: str, sifu_port:
     return Finding(
         "warning", None, None,
         f"EDX_HOSTNAME's host {edx_host} and the notebook's address {served_host} are different sites: "
-        "inside edX's frame the browser withholds the JUPYTER_AUTHORIZATION cookie (SameSite=Lax), "
+        f"inside edX's frame the browser withholds the {COOKIE_NAME} cookie (SameSite=Lax), "
         "so the proxy answers 403", fix, "frame-site")
 
 

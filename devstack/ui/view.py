@@ -16,9 +16,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .doctor import CheckResult
-from .reconcile import Event
-from .status import BuildProgress, StackStatus
+from ..events import Activity, BuildOutput, ChangeFailed, Event, Warned
+from ..snapshot import BuildProgress, CheckResult, LiveFacts, StackStatus
 
 _STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
@@ -78,23 +77,24 @@ def render_status(status: StackStatus) -> RenderableType:
     urls.append(status.urls.get("jupyter", ""), style="cyan")
     urls.append(")")
     parts.append(urls)
-    if status.activity or status.build:
-        parts.append(_activity(status))
-    elif status.watching:
-        parts.append(Text(f"now: watching {', '.join(status.watching)} (save a file to apply it)", style="dim"))
-    if status.timeline:
-        parts.append(Text("last change: " + "  →  ".join(f"{label} {ms:.0f} ms" for label, ms in status.timeline)))
-    if status.last_error:
-        parts.append(Panel(Text(status.last_error, style="red"), title="last error", title_align="left"))
+    live = status.live
+    if live.activity or live.build:
+        parts.append(_activity(live))
+    elif live.watching:
+        parts.append(Text(f"now: watching {', '.join(live.watching)} (save a file to apply it)", style="dim"))
+    if live.timeline:
+        parts.append(Text("last change: " + "  →  ".join(f"{label} {ms:.0f} ms" for label, ms in live.timeline)))
+    if live.last_error:
+        parts.append(Panel(Text(live.last_error, style="red"), title="last error", title_align="left"))
     if status.logs:
         parts.append(Panel(Text("\n".join(status.logs)), title="latest logs", title_align="left"))
     return Group(*parts)
 
 
-def _activity(status: StackStatus) -> RenderableType:
-    if status.build is None:
-        return Text(f"now: {status.activity}", style="yellow")
-    return build_progress(status.build)
+def _activity(live: LiveFacts) -> RenderableType:
+    if live.build is None:
+        return Text(f"now: {live.activity}", style="yellow")
+    return build_progress(live.build)
 
 
 def build_progress(build: BuildProgress) -> RenderableType:
@@ -112,6 +112,7 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    live = status.live
     return {
         "project": status.project,
         "taken_at": when(status.taken_at),
@@ -136,29 +137,27 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
              "expected": r.probe.expect, "ms": round(r.elapsed_ms, 1)}
             for r in status.probes
         ],
-        "activity": status.activity or None,
-        "build": ({"image": status.build.image, "step": status.build.step, "total": status.build.total,
-                   "instruction": status.build.instruction} if status.build else None),
-        "last_error": status.last_error or None,
-        "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in status.timeline],
-        "watching": list(status.watching),
+        "activity": live.activity or None,
+        "build": ({"image": live.build.image, "step": live.build.step, "total": live.build.total,
+                   "instruction": live.build.instruction} if live.build else None),
+        "last_error": live.last_error or None,
+        "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in live.timeline],
+        "watching": list(live.watching),
         "logs": list(status.logs),
     }
 
 
 def event_line(event: Event) -> str:
-    """One plain line for an event (printed as is without a TTY)."""
-    if event.kind == "build" and event.build is not None:
-        b = event.build
-        return f"[build {event.target} {b.step}/{b.total}] {event.message}"
-    prefix = {"warning": "warning: ", "error": "error: ", "activity": "now: "}.get(event.kind, "")
-    return f"{prefix}{event.message}"
-
-
-def error_text(event: Event) -> str:
-    """An error event in full: the message, then the failing step's output or the last log lines."""
-    tail = [f"  | {line}" for line in event.data.get("tail") or ()]
-    return "\n".join([event.message, *tail])
+    """One plain line for an event (printed as is without a TTY); a failure with its output."""
+    if isinstance(event, BuildOutput):
+        return f"[build {event.target} {event.step}/{event.total}] {event.message}"
+    if isinstance(event, ChangeFailed):
+        return f"error: {event.full_text()}"
+    if isinstance(event, Warned):
+        return f"warning: {event.message}"
+    if isinstance(event, Activity):
+        return f"now: {event.message}"
+    return event.message
 
 
 # -- doctor ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The project's own Elastic Beanstalk files: which proxy files it carries, and production's `docker_envs`.
+"""What the stack description needs from the project's own files, read here, at the edge, so that
+`describe_stack` stays pure: who owns the notebooks folder, the project's Elastic Beanstalk proxy
+files, and where its image expects production's `docker_envs`.
 
-Reading only (describe_stack stays free of writes). Each place below is where
-an EB platform takes nginx files from, so that devstack loads what EB loads:
+Reading only. Each place below is where an EB platform takes nginx files from, so that devstack
+loads what EB loads:
 
 - Amazon Linux 1 (the seed's): the post-deploy hook copies
   `.ebextensions/.nginx/proxy/*` to sites-available and links the `*.conf`
@@ -14,11 +16,15 @@ an EB platform takes nginx files from, so that devstack loads what EB loads:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..noise import is_config_noise
+from ..settings import Settings
 
 AL1_SERVERS = Path(".ebextensions/.nginx/proxy")
 AL1_HOSTS = Path(".ebextensions/.nginx/hosts")
@@ -26,8 +32,6 @@ AL2_HTTP = Path(".platform/nginx/conf.d")
 AL2_LOCATIONS = Path(".platform/nginx/conf.d/elasticbeanstalk")
 SOURCE_FOLDERS = (AL1_SERVERS, AL1_HOSTS, AL2_HTTP, AL2_LOCATIONS)
 
-# Editor droppings and hidden files are never part of a configuration.
-_SKIP = re.compile(r"(^\.|~$|\.sw[a-p]$|\.bak$|\.orig$|\.tmp$)")
 # Production's Dockerfile: `COPY docker_envs /tmp/docker_envs` (then sources it).
 _COPY_DOCKER_ENVS = re.compile(r"^\s*(?:COPY|ADD)\s+(?:--\S+\s+)*docker_envs\s+(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -66,7 +70,7 @@ def find_project_proxy_files(project_dir: Path) -> ProjectProxyFiles:
             return ()
         found = []
         for path in sorted(root.iterdir()):
-            if _SKIP.search(path.name) or not path.name.endswith(".conf"):
+            if is_config_noise(path.name) or not path.name.endswith(".conf"):
                 continue
             if path.is_symlink() and not path.exists():
                 dangling.append(path)
@@ -134,3 +138,36 @@ def docker_envs_text(environment: Mapping[str, str]) -> str:
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())
               if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key)]
     return "\n".join(lines) + "\n"
+
+
+# -- all of it --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """What the project's files say, as `describe_stack` needs it."""
+
+    host_uid: int
+    host_gid: int
+    proxy_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
+    docker_envs: DockerEnvsRequest | None = None
+
+
+def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
+    """Whose files the notebook writes: the owner of the notebooks folder (so `sudo devstack` still
+    leaves them to the folder's owner), or the user running devstack."""
+    if notebooks_dir is not None and notebooks_dir.exists():
+        st = notebooks_dir.stat()
+        return st.st_uid, st.st_gid
+    return os.getuid(), os.getgid()
+
+
+def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> ProjectFacts:
+    """Read what the description depends on; `ids` overrides the notebooks folder's owner."""
+    uid, gid = ids if ids is not None else host_ids(settings.notebooks_path)
+    return ProjectFacts(
+        host_uid=uid,
+        host_gid=gid,
+        proxy_files=find_project_proxy_files(settings.project_dir),
+        docker_envs=docker_envs_request(settings.docker_envs_file, settings.notebook_context_path / "Dockerfile"),
+    )

@@ -1,7 +1,7 @@
-"""A snapshot of the stack: what the status command, `--json` and the live view show.
+"""A snapshot of the stack: what the status command, `--json` and the live view show. Data only.
 
-Views only read snapshots; collecting one is the only part that talks to the engine.
-A running `up` or `watch` also writes what it is doing (activity, build step, last
+Views only read snapshots; collecting one (`reconcile.running.Running.status`) is the only part
+that talks to the engine. A running `up` or `watch` also writes what it is doing (activity, build step, last
 error, last change's timeline) to `.devstack/live.json`, so that `devstack status`
 beside it prints the same content as the live view.
 """
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .engine import now
-from .errors import DevstackError
 from .probes import PROBE_USER_AGENT, ProbeResult
-from .reconcile import Controller
 
 LIVE_STATE_FILE = "live.json"
 LOG_LINES = 8
@@ -53,19 +50,15 @@ class StackStatus:
     services: tuple[ServiceStatus, ...]
     probes: tuple[ProbeResult, ...]
     urls: dict[str, str]
-    # What the live view adds: what is happening now, the last error, recent logs,
-    # and the timeline of the last applied change (label, milliseconds since saved).
-    activity: str = ""
-    build: BuildProgress | None = None
-    last_error: str = ""
-    logs: tuple[str, ...] = ()
-    timeline: tuple[tuple[str, float], ...] = field(default_factory=tuple)
-    watching: tuple[str, ...] = ()  # folders a running `up`/`watch` watches; empty: nobody watches
+    live: LiveFacts = field(default_factory=lambda: LiveFacts())  # what a watching devstack adds
+    logs: tuple[str, ...] = ()  # the latest log lines
 
 
 @dataclass(frozen=True)
 class LiveFacts:
-    """What a watching devstack knows and the engine does not."""
+    """What a watching devstack knows and the engine does not: what is happening now, the last error,
+    the timeline of the last applied change (label, milliseconds since saved), the folders watched
+    (empty: nobody watches)."""
 
     activity: str = ""
     build: BuildProgress | None = None
@@ -116,45 +109,10 @@ def load_live_facts(state_dir: Path) -> LiveFacts | None:
         return None
 
 
-def collect_status(controller: Controller, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
-    engine = controller.engine
-    services = []
-    for spec in controller.spec.services:
-        container = engine.container(spec.container_name)
-        image = engine.image(container.image_id) if container else engine.image(spec.image)
-        if container is None:
-            services.append(ServiceStatus(spec.name, spec.container_name, "missing", "", None, 0, spec.image,
-                                          _short(image.id) if image else "", image.created if image else None, ()))
-            continue
-        services.append(ServiceStatus(
-            service=spec.name,
-            container=container.name,
-            state=container.status,
-            health=container.health,
-            started_at=container.started_at,
-            restarts=container.restart_count,
-            image=spec.image,
-            image_id=_short(container.image_id),
-            image_built=image.created if image else None,
-            ports=container.ports,
-        ))
-    probes = tuple(controller.probe()) if with_probes and any(s.state == "running" for s in services) else ()
-    logs: tuple[str, ...] = ()
-    if log_lines:
-        try:
-            logs = tuple(line for line in controller.last_logs(lines=log_lines) if not is_probe_line(line))
-        except DevstackError:
-            logs = ()
-    return StackStatus(controller.spec.project, now(), tuple(services), probes, controller.spec.urls(), logs=logs)
-
-
 def with_live_facts(status: StackStatus, facts: LiveFacts | None) -> StackStatus:
     if facts is None:
         return status
-    from dataclasses import replace
-
-    return replace(status, activity=facts.activity, build=facts.build, last_error=facts.last_error,
-                   timeline=facts.timeline, watching=facts.watching)
+    return replace(status, live=facts)
 
 
 def is_probe_line(line: str) -> bool:
@@ -162,5 +120,11 @@ def is_probe_line(line: str) -> bool:
     return PROBE_USER_AGENT in line
 
 
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of `devstack doctor`."""
+
+    check: str
+    status: str  # pass, info, warn, fail
+    detail: str
+    fix: str = ""

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import jinja2
 
-from .errors import ProxyConfigError
-from .hosts import host_pattern
+from ..errors import ProxyConfigError
+from ..hosts import host_pattern
 from .nginxconf import listen_ports
-from .stack import AUTH_COOKIE, PROXY_MOUNT, ProxySpec
+from ..cookie import COOKIE_NAME
+from ..noise import is_config_noise
+from ..spec import PROXY_MOUNT, ProxySpec
 
 # Editor droppings and other files that are never part of the configuration.
-_SKIP = re.compile(r"(^\.|~$|\.sw[a-p]$|\.bak$|\.orig$|\.tmp$)")
 _GENERATION = re.compile(r"^gen-(\d+)$")
 KEEP_GENERATIONS = 3
 
@@ -36,7 +37,7 @@ class RenderedProxy:
 
 
 # devstack's own server files, by the port they serve (used where a project's files serve neither).
-_BUNDLED_SERVERS = {"sites-enabled/sifu.conf": 0, "sites-enabled/jupyter.conf": 1}
+_BUNDLED_SERVERS = {"sites-enabled/sifu.conf": "sifu", "sites-enabled/jupyter.conf": "jupyter"}
 _EB_PREFIX = "eb/"  # pieces of the EB platforms' own configuration, placed only with a project's files
 
 
@@ -48,7 +49,7 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
     unchanged where their platform puts them, and (Amazon Linux 2 only) devstack's server for
     a published port that none of the project's files serves.
     """
-    templates = _render_templates(proxy, proxy.upstream_host or notebook_ip)
+    templates = _render_templates(proxy, proxy.network.upstream_host or notebook_ip)
     project = proxy.project_files
     files: dict[str, str] = {}
     sources: dict[str, Path] = {}
@@ -79,8 +80,8 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
         put(f"conf.d/elasticbeanstalk/{path.name}", _read(path), path)
     if not project.al1_servers:
         served = listen_ports(project.al2_http)
-        for rel, which in _BUNDLED_SERVERS.items():
-            if rel in templates and proxy.served_ports[which] not in served:
+        for rel, service in _BUNDLED_SERVERS.items():
+            if rel in templates and getattr(proxy.network, service).nginx_port not in served:
                 put(rel, *templates[rel])
     return RenderedProxy(files, sources)
 
@@ -95,11 +96,11 @@ def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[s
     context = {
         "sifu_port": proxy.sifu_port,
         "jupyter_port": proxy.jupyter_port,
-        "listen_sifu": proxy.listen_sifu,
-        "listen_jupyter": proxy.listen_jupyter,
+        "listen_sifu": proxy.network.sifu.nginx_listen,
+        "listen_jupyter": proxy.network.jupyter.nginx_listen,
         "upstreams": proxy.upstreams,
         "notebook_ip": upstream_host,
-        "auth_cookie": AUTH_COOKIE,
+        "auth_cookie": COOKIE_NAME,
         "hostnames": proxy.hostnames,
         "host_pattern": host_pattern(proxy.hostnames),
         "edx_origin": proxy.edx_origin,
@@ -108,7 +109,7 @@ def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[s
     rendered: dict[str, tuple[str, Path]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
-        if any(_SKIP.search(part) for part in rel.parts):
+        if is_config_noise(rel.as_posix()):
             continue
         rel_posix = rel.as_posix()
         if rel_posix.endswith(".j2"):

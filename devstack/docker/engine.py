@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from .errors import BuildError, ConflictError, EngineError, EngineUnavailable
-from .stack import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec
+from ..errors import BuildError, ConflictError, EngineError, EngineUnavailable
+from ..events import EngineEvent
+from ..spec import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -171,7 +172,7 @@ class Engine:
     # -- the engine ------------------------------------------------------
 
     def version(self) -> dict[str, str]:
-        info = self._guard(self._client.version, what="the engine")
+        info = _guard(self._client.version, what="the engine")
         return {"version": info.get("Version", "?"), "api": info.get("ApiVersion", "?")}
 
     # -- images ----------------------------------------------------------
@@ -184,7 +185,7 @@ class Engine:
         except ImageNotFound:
             return None
         except Exception as exc:  # noqa: BLE001 - translated below
-            raise self._translate(exc, f"image {ref}") from None
+            raise translate(exc, f"image {ref}") from None
         config = attrs.get("Config") or {}
         return ImageInfo(
             id=attrs["Id"],
@@ -208,35 +209,16 @@ class Engine:
         plugin (buildx) is needed. On failure, BuildError carries the failing
         step and the last lines of its output.
         """
-        step, total, instruction = 0, 0, ""
-        tail: list[str] = []
-        image_id = ""
         try:
             stream = self._api.build(
                 fileobj=context, custom_context=True, tag=tag, buildargs=build_args, labels=labels,
                 nocache=no_cache, rm=True, forcerm=True, pull=False, decode=True,
             )
-            for chunk in stream:
-                if "error" in chunk:
-                    raise BuildError(
-                        f"building {tag} failed at step {step}/{total} ({instruction}): {chunk['error'].strip()}",
-                        step=instruction, tail=tail[-20:])
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                for line in chunk.get("stream", "").splitlines():
-                    if not line.strip():
-                        continue
-                    match = _STEP.match(line)
-                    if match:
-                        step, total, instruction = int(match[1]), int(match[2]), match[3]
-                    tail.append(line)
-                    del tail[:-40]
-                    if on_event:
-                        on_event(BuildEvent(step, total, instruction, line))
+            image_id, instruction, tail = _follow_build(stream, tag, on_event)
         except BuildError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated below
-            raise self._translate(exc, f"image {tag}") from None
+            raise translate(exc, f"image {tag}") from None
         if not image_id:
             found = self.image(tag)
             if found is None:
@@ -245,7 +227,7 @@ class Engine:
         return image_id
 
     def pull(self, ref: str) -> None:
-        self._guard(self._client.images.pull, ref, what=f"image {ref}")
+        _guard(self._client.images.pull, ref, what=f"image {ref}")
 
     def remove_image(self, ref: str) -> bool:
         from docker.errors import ImageNotFound
@@ -255,28 +237,28 @@ class Engine:
         except ImageNotFound:
             return False
         except Exception as exc:  # noqa: BLE001
-            raise self._translate(exc, f"image {ref}") from None
+            raise translate(exc, f"image {ref}") from None
         return True
 
     # -- networks --------------------------------------------------------
 
     def network(self, name: str) -> NetworkInfo | None:
-        for net in self._guard(self._api.networks, names=[name], what=f"network {name}"):
+        for net in _guard(self._api.networks, names=[name], what=f"network {name}"):
             if net["Name"] == name:
                 return NetworkInfo(net["Id"], net["Name"], dict(net.get("Labels") or {}))
         return None
 
     def networks(self, project: str) -> list[NetworkInfo]:
-        found = self._guard(self._api.networks, filters={"label": f"{LABEL_PROJECT}={project}"}, what="networks")
+        found = _guard(self._api.networks, filters={"label": f"{LABEL_PROJECT}={project}"}, what="networks")
         return [NetworkInfo(n["Id"], n["Name"], dict(n.get("Labels") or {})) for n in found]
 
     def create_network(self, name: str, labels: dict[str, str]) -> NetworkInfo:
-        created = self._guard(self._api.create_network, name, driver="bridge", labels=labels,
+        created = _guard(self._api.create_network, name, driver="bridge", labels=labels,
                               check_duplicate=True, what=f"network {name}")
         return NetworkInfo(created["Id"], name, labels)
 
     def remove_network(self, network_id: str) -> None:
-        self._guard(self._api.remove_network, network_id, what=f"network {network_id[:12]}")
+        _guard(self._api.remove_network, network_id, what=f"network {network_id[:12]}")
 
     # -- containers ------------------------------------------------------
 
@@ -285,7 +267,7 @@ class Engine:
         labels = [LABEL_PROJECT if project is None else f"{LABEL_PROJECT}={project}"]
         if service:
             labels.append(f"{LABEL_SERVICE}={service}")
-        found = self._guard(self._api.containers, all=True, filters={"label": labels}, what="containers")
+        found = _guard(self._api.containers, all=True, filters={"label": labels}, what="containers")
         infos = []
         for summary in found:
             info = self.container(summary["Id"])
@@ -301,65 +283,36 @@ class Engine:
         except NotFound:
             return None
         except Exception as exc:  # noqa: BLE001
-            raise self._translate(exc, f"container {name_or_id}") from None
+            raise translate(exc, f"container {name_or_id}") from None
         return _container_info(attrs)
 
     def create_container(self, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> str:
         """Create (not start) the container for a service, attached to `network`."""
-        api = self._api
-        # One container port may be published on several host ports (`-p 8888:80 -p 9999:80`).
-        port_bindings: dict[int, list[tuple[str, int]]] = {}
-        for port in service.ports:
-            port_bindings.setdefault(port.container_port, []).append((port.host_ip, port.host_port))
-        host_config = api.create_host_config(
-            binds={str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in service.mounts},
-            port_bindings=port_bindings,
-            extra_hosts=dict(service.extra_hosts) or None,
-            network_mode=network,
-            init=False,
-        )
-        networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[service.name])}) \
-            if network and network not in ("host", "bridge", "none") else None
-        created = self._guard(
-            api.create_container,
-            image=service.image,
-            name=service.container_name,
-            entrypoint=list(service.entrypoint) if service.entrypoint else None,
-            command=list(service.command) if service.command else None,
-            environment=dict(service.environment),
-            labels={**dict(service.labels), **labels},
-            ports=sorted(port_bindings) or None,
-            host_config=host_config,
-            networking_config=networking,
-            stop_signal=service.stop_signal,
-            what=f"container {service.container_name}",
-        )
+        created = _guard(self._api.create_container, **_container_config(self._api, service, network, labels),
+                         what=f"container {service.container_name}")
         return created["Id"]
 
     def run_once(self, image: str, entrypoint: list[str], command: list[str], mounts: tuple[MountSpec, ...],
                  labels: dict[str, str], timeout: int = 60) -> tuple[int, str]:
         """Run a throwaway container without network to completion: (exit code, its output). Always removed."""
         api = self._api
-        host_config = api.create_host_config(
-            binds={str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts},
-            network_mode="none",
-        )
-        created = self._guard(api.create_container, image=image, entrypoint=entrypoint, command=command,
+        host_config = api.create_host_config(binds=_binds(mounts), network_mode="none")
+        created = _guard(api.create_container, image=image, entrypoint=entrypoint, command=command,
                               labels=labels, host_config=host_config, what=f"a check container from {image}")
         container_id = created["Id"]
         try:
-            self._guard(api.start, container_id, what=f"a check container from {image}")
-            result = self._guard(api.wait, container_id, timeout=timeout, what=f"a check container from {image}")
-            output = self._guard(api.logs, container_id, stdout=True, stderr=True, what="a check container")
+            _guard(api.start, container_id, what=f"a check container from {image}")
+            result = _guard(api.wait, container_id, timeout=timeout, what=f"a check container from {image}")
+            output = _guard(api.logs, container_id, stdout=True, stderr=True, what="a check container")
         finally:
             self.remove(container_id, "a check container")
         return int(result.get("StatusCode", -1)), output.decode("utf-8", "replace")
 
     def start(self, container_id: str, name: str) -> None:
-        self._guard(self._api.start, container_id, what=f"container {name}")
+        _guard(self._api.start, container_id, what=f"container {name}")
 
     def stop(self, container_id: str, name: str, timeout: int = 10) -> None:
-        self._guard(self._api.stop, container_id, timeout=timeout, what=f"container {name}")
+        _guard(self._api.stop, container_id, timeout=timeout, what=f"container {name}")
 
     def remove(self, container_id: str, name: str) -> None:
         from docker.errors import NotFound
@@ -369,32 +322,32 @@ class Engine:
         except NotFound:
             return
         except Exception as exc:  # noqa: BLE001
-            raise self._translate(exc, f"container {name}") from None
+            raise translate(exc, f"container {name}") from None
 
     def signal(self, container_id: str, name: str, signal: str) -> None:
-        self._guard(self._api.kill, container_id, signal=signal, what=f"container {name}")
+        _guard(self._api.kill, container_id, signal=signal, what=f"container {name}")
 
     def exec(self, container_id: str, cmd: list[str], user: str = "", workdir: str | None = None,
              environment: dict[str, str] | None = None) -> tuple[int, str]:
         """Run a command to completion in a running container: (exit code, combined output)."""
-        created = self._guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
+        created = _guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
                               environment=environment, what=f"container {container_id[:12]}")
-        output = self._guard(self._api.exec_start, created["Id"], what=f"container {container_id[:12]}")
+        output = _guard(self._api.exec_start, created["Id"], what=f"container {container_id[:12]}")
         return self._exec_exit_code(created["Id"]), output.decode("utf-8", "replace")
 
     def open_shell(self, container_id: str, name: str) -> ContainerShell:
         """A shell kept running in the container: each later command costs a pipe write, not a new exec."""
-        created = self._guard(self._api.exec_create, container_id, ["/bin/sh"], stdin=True, tty=False,
+        created = _guard(self._api.exec_create, container_id, ["/bin/sh"], stdin=True, tty=False,
                               what=f"container {name}")
-        sock = self._guard(self._api.exec_start, created["Id"], socket=True, what=f"container {name}")
+        sock = _guard(self._api.exec_start, created["Id"], socket=True, what=f"container {name}")
         return ContainerShell(getattr(sock, "_sock", sock), name)
 
     def exec_stream(self, container_id: str, cmd: list[str], user: str = "", workdir: str | None = None,
                     environment: dict[str, str] | None = None) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int]]:
         """Run a command and stream its (stdout, stderr) chunks; the callable gives its exit code after."""
-        created = self._guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
+        created = _guard(self._api.exec_create, container_id, cmd, user=user, workdir=workdir,
                               environment=environment, what=f"container {container_id[:12]}")
-        chunks = self._guard(self._api.exec_start, created["Id"], stream=True, demux=True,
+        chunks = _guard(self._api.exec_start, created["Id"], stream=True, demux=True,
                              what=f"container {container_id[:12]}")
 
         return chunks, lambda: self._exec_exit_code(created["Id"])
@@ -402,29 +355,20 @@ class Engine:
     def exec_interactive(self, container_id: str, cmd: list[str], user: str = "") -> int:
         """An interactive session, as `docker exec -it` gives, spoken over the Engine API."""
         tty = sys.stdin.isatty() and sys.stdout.isatty()
-        created = self._guard(self._api.exec_create, container_id, cmd, stdin=True, tty=tty, user=user,
+        created = _guard(self._api.exec_create, container_id, cmd, stdin=True, tty=tty, user=user,
                               what=f"container {container_id[:12]}")
         exec_id = created["Id"]
-        sock = self._guard(self._api.exec_start, exec_id, tty=tty, socket=True, what=f"container {container_id[:12]}")
+        sock = _guard(self._api.exec_start, exec_id, tty=tty, socket=True, what=f"container {container_id[:12]}")
         raw = getattr(sock, "_sock", sock)
         _pump_terminal(raw, tty, resize=lambda h, w: self._api.exec_resize(exec_id, height=h, width=w))
         return self._exec_exit_code(exec_id)
 
-    def _exec_exit_code(self, exec_id: str, wait: float = 5.0) -> int:
-        """The exit code of a finished exec. The engine may record it a moment after the output
-        stream closes, so wait briefly while it still reports the process running."""
-        deadline = time.monotonic() + wait
-        while True:
-            info = self._guard(self._api.exec_inspect, exec_id, what=f"exec {exec_id[:12]}")
-            if info.get("ExitCode") is not None and not info.get("Running"):
-                return int(info["ExitCode"])
-            if time.monotonic() >= deadline:
-                return -1
-            time.sleep(0.05)
+    def _exec_exit_code(self, exec_id: str) -> int:
+        return _exec_exit_code(self._api, exec_id)
 
     def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
         """A container's log as text lines: the engine's chunks may hold several lines, or part of one."""
-        chunks = self._guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
+        chunks = _guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
                              what=f"container {container_id[:12]}")
         buffer = b""
         try:
@@ -434,48 +378,127 @@ class Engine:
                 for raw in complete:
                     yield raw.decode("utf-8", "replace").rstrip("\r")
         except Exception as exc:  # noqa: BLE001 - the stream broke (container removed, engine gone)
-            raise self._translate(exc, f"container {container_id[:12]}") from None
+            raise translate(exc, f"container {container_id[:12]}") from None
         if buffer:
             yield buffer.decode("utf-8", "replace")
 
-    def events(self, project: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-        """The engine's event stream for this project's containers (blocking iterator)."""
-        filters = {"label": [f"{LABEL_PROJECT}={project}"]}
-        return self._guard(self._api.events, since=since, filters=filters, decode=True, what="events")
-
-    # -- error translation -------------------------------------------------
-
-    def _guard(self, call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+    def events(self, project: str, since: datetime | None = None) -> Iterator[EngineEvent]:
+        """The engine's event stream for this project's containers and networks (a blocking iterator).
+        Docker's healthcheck execs (exec_create, exec_start, exec_die) are left out: they are not news."""
+        filters = {"label": [f"{LABEL_PROJECT}={project}"], "type": ["container", "network"]}
+        stream = _guard(self._api.events, since=since, filters=filters, decode=True, what="events")
         try:
-            return call(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every Docker error becomes ours
-            raise self._translate(exc, what) from None
+            for raw in stream:
+                event = _engine_event(raw)
+                if event is not None:
+                    yield event
+        except Exception as exc:  # noqa: BLE001 - the stream broke (engine gone)
+            raise translate(exc, "the engine's event stream") from None
 
-    @staticmethod
-    def _translate(exc: Exception, what: str) -> Exception:
-        from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-        from requests.exceptions import ConnectionError as RequestsConnectionError
 
-        if isinstance(exc, RequestsConnectionError):
-            return EngineUnavailable(f"lost the Docker Engine at {where_docker_is()} while working on {what}: "
-                                     "is dockerd still running?")
-        if isinstance(exc, ImageNotFound):
-            return EngineError(f"{what}: image not found locally and it cannot be pulled: "
-                               "build it (`devstack build`) or load it with `docker load`")
-        if isinstance(exc, NotFound):
-            return EngineError(f"{what} not found: {_short(exc)}")
-        if isinstance(exc, APIError):
-            message = _short(exc)
-            port = _PORT_IN_USE.search(message)
-            if port:
-                return ConflictError(f"{what}: host port {port[1] or '0.0.0.0'}:{port[2]} is already in use: "
-                                     "stop what holds it or choose another port in .env")
-            if exc.status_code == 409:
-                return ConflictError(f"{what}: {message}")
-            return EngineError(f"{what}: {message}")
-        if isinstance(exc, DockerException):
-            return EngineError(f"{what}: {_short(exc)}")
-        return exc
+# -- error translation -----------------------------------------------------------
+
+
+def _guard(call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every Docker error becomes ours
+        raise translate(exc, what) from None
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    """A Docker SDK error as devstack's own, naming `what` it was working on and what to do."""
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    if isinstance(exc, RequestsConnectionError):
+        return EngineUnavailable(f"lost the Docker Engine at {where_docker_is()} while working on {what}: "
+                                 "is dockerd still running?")
+    if isinstance(exc, ImageNotFound):
+        return EngineError(f"{what}: image not found locally and it cannot be pulled: "
+                           "build it (`devstack build`) or load it with `docker load`")
+    if isinstance(exc, NotFound):
+        return EngineError(f"{what} not found: {_short(exc)}")
+    if isinstance(exc, APIError):
+        message = _short(exc)
+        port = _PORT_IN_USE.search(message)
+        if port:
+            return ConflictError(f"{what}: host port {port[1] or '0.0.0.0'}:{port[2]} is already in use: "
+                                 "stop what holds it or choose another port in .env")
+        if exc.status_code == 409:
+            return ConflictError(f"{what}: {message}")
+        return EngineError(f"{what}: {message}")
+    if isinstance(exc, DockerException):
+        return EngineError(f"{what}: {_short(exc)}")
+    return exc
+
+
+def _binds(mounts: tuple[MountSpec, ...]) -> dict[str, dict[str, str]]:
+    return {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+
+
+def _container_config(api: Any, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    """The Engine API's create-container arguments for a service."""
+    # One container port may be published on several host ports (`-p 8888:80 -p 9999:80`).
+    port_bindings: dict[int, list[tuple[str, int]]] = {}
+    for port in service.ports:
+        port_bindings.setdefault(port.container_port, []).append((port.host_ip, port.host_port))
+    host_config = api.create_host_config(binds=_binds(service.mounts), port_bindings=port_bindings,
+                                         extra_hosts=dict(service.extra_hosts) or None, network_mode=network,
+                                         init=False)
+    networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[service.name])}) \
+        if network and network not in ("host", "bridge", "none") else None
+    return dict(
+        image=service.image,
+        name=service.container_name,
+        entrypoint=list(service.entrypoint) if service.entrypoint else None,
+        command=list(service.command) if service.command else None,
+        environment=dict(service.environment),
+        labels={**dict(service.labels), **labels},
+        ports=sorted(port_bindings) or None,
+        host_config=host_config,
+        networking_config=networking,
+        stop_signal=service.stop_signal,
+    )
+
+
+def _exec_exit_code(api: Any, exec_id: str, wait: float = 5.0) -> int:
+    """The exit code of a finished exec. The engine may record it a moment after the output
+    stream closes, so wait briefly while it still reports the process running."""
+    deadline = time.monotonic() + wait
+    while True:
+        info = _guard(api.exec_inspect, exec_id, what=f"exec {exec_id[:12]}")
+        if info.get("ExitCode") is not None and not info.get("Running"):
+            return int(info["ExitCode"])
+        if time.monotonic() >= deadline:
+            return -1
+        time.sleep(0.05)
+
+
+def _follow_build(stream: Iterator[dict[str, Any]], tag: str, on_event: Callable[[BuildEvent], None] | None
+                  ) -> tuple[str, str, list[str]]:
+    """Read the classic builder's output: (the image ID, the last instruction, the last lines).
+    An error chunk becomes a BuildError with the failing step and the end of the output."""
+    step, total, instruction = 0, 0, ""
+    tail: list[str] = []
+    image_id = ""
+    for chunk in stream:
+        if "error" in chunk:
+            raise BuildError(f"building {tag} failed at step {step}/{total} ({instruction}): {chunk['error'].strip()}",
+                             step=instruction, tail=tail[-20:])
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+        for line in chunk.get("stream", "").splitlines():
+            if not line.strip():
+                continue
+            match = _STEP.match(line)
+            if match:
+                step, total, instruction = int(match[1]), int(match[2]), match[3]
+            tail.append(line)
+            del tail[:-40]
+            if on_event:
+                on_event(BuildEvent(step, total, instruction, line))
+    return image_id, instruction, tail
 
 
 def _short(exc: Exception) -> str:
@@ -493,6 +516,17 @@ def _parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(trimmed)
     except ValueError:
         return None
+
+
+def _engine_event(raw: dict[str, Any]) -> EngineEvent | None:
+    action = str(raw.get("Action") or raw.get("status") or "")
+    kind = str(raw.get("Type") or "container")
+    if not action or action.startswith(("exec_create", "exec_start", "exec_die")):
+        return None
+    actor = raw.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    return EngineEvent(kind, action, str(attrs.get("name", "")), str(attrs.get(LABEL_SERVICE, "")),
+                       str(actor.get("ID") or raw.get("id") or ""))
 
 
 def _container_info(attrs: dict[str, Any]) -> ContainerInfo:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from .engine import dockerignore_included
-from .errors import ConfigError
-from .stack import ImageSpec
+from ..errors import ConfigError
+from ..spec import ImageSpec
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,13 @@ def context_files(image: ImageSpec) -> list[ContextFile]:
     return sorted(files, key=lambda f: f.arcname)
 
 
-def context_hash(image: ImageSpec, parent_id: str = "") -> str:
-    """A digest of what the build would see: files (content and exec bit), build args, parent image."""
+def context_digest(image: ImageSpec) -> str:
+    """A digest of what the build would see from this machine: the files (content and exec bit) and the
+    build arguments. The image's own hash adds its parent's ID to it (reconcile.plan.image_hash)."""
     digest = hashlib.sha256()
     digest.update(f"dockerfile={image.dockerfile}\n".encode())
     for key, value in image.build_args:
         digest.update(f"arg {key}={value}\n".encode())
-    digest.update(f"parent={parent_id}\n".encode())
     for item in context_files(image):
         mode = item.path.lstat().st_mode
         digest.update(f"file {item.arcname} {'x' if mode & stat.S_IXUSR else '-'}\n".encode())
@@ -83,7 +83,7 @@ def context_hash(image: ImageSpec, parent_id: str = "") -> str:
             digest.update(f"link {os.readlink(item.path)}\n".encode())
         else:
             digest.update(_file_digest(item.path))
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def file_holding_secret(image: ImageSpec, secrets: dict[str, str]) -> tuple[ContextFile, str] | None:

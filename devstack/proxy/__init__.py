@@ -1,0 +1,1 @@
+"""The EB-mimic proxy: its configuration rendered from templates, checked, swapped; and its lint."""

@@ -1,0 +1,118 @@
+"""The one place that changes the stack: it carries out a plan's steps, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..docker.engine import Engine
+from ..errors import ConflictError, EngineError
+from ..events import Acted, Notify
+from ..redact import Redactor
+from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, ImageSpec, StackSpec
+from .images import build_image, refuse_secrets_in_context
+from .plan import Step, Verb, notebook_address
+from .proxy_config import ProxyLoader
+
+StepHook = Callable[[Step], None]
+
+
+class Applier:
+    """Applies steps to one stack's engine objects. Remembers the images that builds and recreates
+    replaced, and removes them once nothing uses them."""
+
+    def __init__(self, engine: Engine, spec: StackSpec, notify: Notify, redact: Redactor,
+                 refuse_secrets: Callable[[ImageSpec], None] | None = None):
+        self.engine = engine
+        self.spec = spec
+        self.notify = notify
+        self.redact = redact
+        self.refuse_secrets = refuse_secrets or (lambda image: None)
+        self.proxy = ProxyLoader(engine, spec, notify)
+        self.images: dict[str, ImageSpec] = {image.name: image for image in spec.images}
+        self.no_cache = False
+        self._superseded: set[str] = set()
+
+    def describe(self, spec: StackSpec) -> None:
+        """The stack was described again (the project's proxy files changed)."""
+        self.spec = self.proxy.spec = spec
+
+    def apply(self, step: Step) -> None:
+        if step.verb is not Verb.LOAD_PROXY_CONFIG:  # the loader says what it loaded, and whether
+            self.notify(Acted(self.redact(str(step)), step.target))
+        handler = {
+            Verb.BUILD: self._build,
+            Verb.PULL: self._pull,
+            Verb.CREATE_NETWORK: self._create_network,
+            Verb.REMOVE: self._remove_renamed,
+            Verb.CREATE: self._create,
+            Verb.RECREATE: self._create,
+            Verb.START: self._start,
+            Verb.LOAD_PROXY_CONFIG: self._load_proxy_config,
+        }[step.verb]
+        handler(step)
+
+    # -- one handler per verb ------------------------------------------------
+
+    def _build(self, step: Step) -> None:
+        image = self.images[step.target]
+        before = self.engine.image(image.tag)
+        self.refuse_secrets(image)
+        image_id = build_image(self.engine, image, step.context_hash, self.no_cache, self.notify, self.redact)
+        if before is not None and before.id != image_id:
+            self._superseded.add(before.id)
+
+    def _pull(self, step: Step) -> None:
+        ref = self.spec.service(step.target).image
+        try:
+            self.engine.pull(ref)
+        except EngineError as exc:
+            raise EngineError(f"NGINX_IMAGE={ref} is not on this machine and pulling it failed ({exc}): "
+                              f"pull or load it yourself, or set NGINX_IMAGE to an nginx image you have") from None
+
+    def _create_network(self, step: Step) -> None:
+        self.engine.create_network(step.target, self.spec.labels)
+
+    def _remove_renamed(self, step: Step) -> None:
+        self.engine.remove(step.container_id, step.target)
+
+    def _create(self, step: Step) -> None:
+        service = self.spec.service(step.target)
+        if step.container_id:
+            old = self.engine.container(step.container_id)
+            self.engine.remove(step.container_id, service.container_name)
+            if old is not None:
+                self._superseded.add(old.image_id)
+        network = self.spec.network.name
+        container_id = self.engine.create_container(service, network, {LABEL_CONFIG_HASH: step.config_hash})
+        self.engine.start(container_id, service.container_name)
+
+    def _start(self, step: Step) -> None:
+        self.engine.start(step.container_id, self.spec.service(step.target).container_name)
+
+    def _load_proxy_config(self, step: Step) -> None:
+        self.load_proxy_config()
+
+    def load_proxy_config(self) -> bool:
+        """Load the configuration for where the notebook is now (one inspect: this runs on every saved
+        proxy file, within the reload's 0.3 s)."""
+        notebook = self.engine.container(self.spec.service("notebook").container_name)
+        return self.proxy.load(notebook_address(self.spec, notebook))
+
+    # -- afterwards ---------------------------------------------------------------
+
+    def remove_superseded_images(self) -> None:
+        """Remove the images that rebuilds replaced, once no container uses them: devstack built them,
+        and untagged they only fill the disk (each base rebuild leaves hundreds of MB). An image that
+        has a tag again, was not built by devstack, or is still used by any container is kept."""
+        for image_id in sorted(self._superseded):
+            found = self.engine.image(image_id)
+            if found is None or found.tags or LABEL_IMAGE not in found.labels:
+                self._superseded.discard(image_id)
+                continue
+            try:
+                self.engine.remove_image(image_id)  # never forced: the engine refuses while a container uses it
+            except (ConflictError, EngineError):
+                continue  # still in use: tried again after the next reconcile
+            self._superseded.discard(image_id)
+            self.notify(Acted(f"remove image {image_id.removeprefix('sha256:')[:12]}: replaced by a rebuild, "
+                              "no longer used", found.labels[LABEL_IMAGE]))

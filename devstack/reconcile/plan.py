@@ -1,0 +1,219 @@
+"""Desired stack + what the engine has -> a plan. Pure: no engine, no file system.
+
+`plan_stack` is the one place that decides what each hash is made of (an image's: its context
+and its parent's ID; a container's: its spec, its image's ID, and for the notebook the secrets'
+fingerprint), so `up`, the watcher asking whether a recreate is coming, and the applier all agree.
+Steps come in the order they must be applied: images (base first), the network, the notebook
+container, the proxy's image, its configuration (the notebook's address), the proxy container.
+A step that needs what an earlier one produces (a new image's ID, the notebook's new IP) is
+listed with `ready=False`: the applier applies the ready ones, observes again, and plans again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..docker.engine import ContainerInfo, ImageInfo, NetworkInfo
+from ..errors import ConflictError
+from ..spec import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, LABEL_PROJECT, LABEL_SERVICE, ImageSpec, ServiceSpec, StackSpec
+
+
+class Verb(str, Enum):
+    BUILD = "build"
+    PULL = "pull"
+    CREATE_NETWORK = "create network"
+    REMOVE = "remove"  # a service's container under an older name
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    LOAD_PROXY_CONFIG = "load proxy configuration"
+
+
+@dataclass(frozen=True)
+class Step:
+    verb: Verb
+    target: str  # an image or service name, the network's name, or a container's name (REMOVE)
+    reason: str
+    ready: bool = True  # False: waits for an earlier step's result
+    container_id: str = ""  # REMOVE, RECREATE, START: the container it acts on
+    config_hash: str = ""  # CREATE, RECREATE: the label the new container carries
+    context_hash: str = ""  # BUILD: the label the new image carries
+
+    def __str__(self) -> str:
+        return f"{self.verb.value} {self.target}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    def ready_steps(self) -> tuple[Step, ...]:
+        """The steps that can be applied now: those before the first that waits for another's result."""
+        ready = []
+        for step in self.steps:
+            if not step.ready:
+                break
+            ready.append(step)
+        return tuple(ready)
+
+    def touches(self, service: str, *verbs: Verb) -> bool:
+        return any(s.target == service and (not verbs or s.verb in verbs) for s in self.steps)
+
+    def recreates(self, service: str) -> bool:
+        """Whether the service's running container is about to be replaced (its processes end)."""
+        return self.touches(service, Verb.RECREATE)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the engine has for this stack, read once (observe.py)."""
+
+    images: Mapping[str, ImageInfo]  # by reference (the spec's tags, the proxy's image); missing: absent
+    containers: Mapping[str, ContainerInfo]  # by container name, whoever owns it
+    labelled: tuple[ContainerInfo, ...] = ()  # every container carrying this project's label
+    network: NetworkInfo | None = None
+    proxy_files: Mapping[str, str] = field(default_factory=dict)  # the configuration the sidecar serves
+
+    def notebook_address(self, spec: StackSpec) -> str:
+        return notebook_address(spec, self.containers.get(spec.service("notebook").container_name))
+
+
+def notebook_address(spec: StackSpec, notebook: ContainerInfo | None) -> str:
+    """Where the proxy reaches the notebook container: its IP on the network they share (the seed's hook
+    reads .NetworkSettings.IPAddress, empty on a user-defined network), or the host's loopback; "" when
+    it is not running."""
+    if notebook is None or not notebook.running:
+        return ""
+    return spec.network.upstream_host or notebook.ips.get(spec.network.name, "")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the project's files say, read at the edge (stack.py)."""
+
+    contexts: Mapping[str, str]  # image name -> digest of its build context (files, build args)
+    secrets: str  # the generated secrets' fingerprint: a rotated secret means a new container
+    # The configuration for the notebook's observed address; None while it has none.
+    proxy_files: Mapping[str, str] | None = None
+    force: frozenset[str] = frozenset()  # images to build whatever their hash says (`devstack build`)
+
+
+def image_hash(context_digest: str, parent_id: str) -> str:
+    """The label an image carries: its context and the ID of the image it is built FROM."""
+    return hashlib.sha256(f"{context_digest}\nparent={parent_id}".encode()).hexdigest()[:16]
+
+
+def plan_image(image: ImageSpec, desired_hash: str, observed: ImageInfo | None, force: bool = False) -> Step | None:
+    if force:
+        return Step(Verb.BUILD, image.name, "requested", context_hash=desired_hash)
+    if observed is None:
+        return Step(Verb.BUILD, image.name, f"{image.tag} does not exist yet", context_hash=desired_hash)
+    if observed.labels.get(LABEL_CONTEXT_HASH) != desired_hash:
+        return Step(Verb.BUILD, image.name, f"its build context ({image.context}) changed since {image.tag} was built",
+                    context_hash=desired_hash)
+    return None
+
+
+def plan_service(service: ServiceSpec, desired_hash: str, observed: ContainerInfo | None) -> Step | None:
+    if observed is None:
+        return Step(Verb.CREATE, service.name, f"{service.container_name} does not exist", config_hash=desired_hash)
+    if observed.labels.get(LABEL_CONFIG_HASH) != desired_hash:
+        return Step(Verb.RECREATE, service.name, "its image or configuration changed", container_id=observed.id,
+                    config_hash=desired_hash)
+    if not observed.running:
+        return Step(Verb.START, service.name, f"{service.container_name} is {observed.status}",
+                    container_id=observed.id)
+    return None
+
+
+def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
+    """Every step that brings what the engine has to the desired stack, with the reason for each.
+    Raises ConflictError when a name the stack needs is held by something devstack did not create."""
+    steps: list[Step] = []
+    image_ids = _plan_images(spec, observed, inputs, steps)
+    if not spec.network.host_mode:
+        _plan_network(spec, observed, steps)
+    notebook = spec.service("notebook")
+    notebook_steps = _plan_container(spec, notebook, observed, image_ids.get("notebook"), inputs.secrets, steps)
+    proxy = spec.service("proxy")
+    proxy_image = observed.images.get(proxy.image)
+    if proxy_image is None:
+        steps.append(Step(Verb.PULL, "proxy", f"{proxy.image} (NGINX_IMAGE) is not on this machine"))
+    if notebook_steps or inputs.proxy_files is None:
+        steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", "the notebook container gets a new address", ready=False))
+    elif dict(inputs.proxy_files) != dict(observed.proxy_files):
+        reason = "its configuration changed" if observed.proxy_files else "it has no configuration yet"
+        steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", reason))
+    _plan_container(spec, proxy, observed, proxy_image.id if proxy_image else None, "", steps)
+    return Plan(tuple(steps))
+
+
+def _plan_images(spec: StackSpec, observed: Observed, inputs: Inputs, steps: list[Step]) -> dict[str, str | None]:
+    """Image steps, base first; the IDs the images will have (None: not known until built)."""
+    ids: dict[str, str | None] = {}
+    for image in spec.images:
+        parent_id = ids.get(image.parent) if image.parent else ""
+        if parent_id is None:  # its parent is rebuilt first
+            steps.append(Step(Verb.BUILD, image.name, f"the {image.parent} image it is built from is rebuilt",
+                              ready=False))
+            ids[image.name] = None
+            continue
+        found = observed.images.get(image.tag)
+        step = plan_image(image, image_hash(inputs.contexts[image.name], parent_id), found,
+                          force=image.name in inputs.force)
+        if step is not None:
+            steps.append(step)
+        ids[image.name] = None if step is not None or found is None else found.id
+    return ids
+
+
+def _plan_network(spec: StackSpec, observed: Observed, steps: list[Step]) -> None:
+    name = spec.network.name
+    if observed.network is None:
+        steps.append(Step(Verb.CREATE_NETWORK, name, "the stack's containers share it"))
+    elif observed.network.labels.get(LABEL_PROJECT) != spec.project:
+        raise ConflictError(f"network {name} exists and was not created by devstack for project {spec.project}: "
+                            "remove it yourself or set DEVSTACK_PROJECT to another name")
+
+
+def _plan_container(spec: StackSpec, service: ServiceSpec, observed: Observed, image_id: str | None, extra: str,
+                    steps: list[Step]) -> list[Step]:
+    """The service's steps (appended to `steps` and returned). `image_id` None: its image is not there yet."""
+    found = owned(spec, service, observed.containers.get(service.container_name))
+    mine = [Step(Verb.REMOVE, old.name, f"the {service.name} container is now named {service.container_name}",
+                 container_id=old.id)
+            for old in observed.labelled
+            if old.labels.get(LABEL_SERVICE) == service.name and old.name != service.container_name]
+    if image_id is None:
+        if found is None:
+            mine.append(Step(Verb.CREATE, service.name, f"{service.container_name} does not exist", ready=False))
+        else:
+            mine.append(Step(Verb.RECREATE, service.name, "its image is rebuilt", ready=False, container_id=found.id))
+    else:
+        step = plan_service(service, service.config_hash(image_id, extra), found)
+        if step is not None:
+            mine.append(step)
+    steps += mine
+    return mine
+
+
+def owned(spec: StackSpec, service: ServiceSpec, found: ContainerInfo | None) -> ContainerInfo | None:
+    """The service's container if it is this project's; a container of that name that devstack did not
+    create for it is a conflict (never removed, never entered)."""
+    if found is not None and found.labels.get(LABEL_PROJECT) != spec.project:
+        raise ConflictError(
+            f"container {service.container_name} exists and was not created by devstack for project {spec.project}: "
+            f"rename or remove it yourself, or set {_name_setting(spec, service)} to another name")
+    return found
+
+
+def _name_setting(spec: StackSpec, service: ServiceSpec) -> str:
+    """The setting that names this container: NOTEBOOK_CONTAINER_NAME when it is set, else the project."""
+    chosen = service.name == "notebook" and service.container_name != f"{spec.project}-notebook"
+    return "NOTEBOOK_CONTAINER_NAME" if chosen else "DEVSTACK_PROJECT"

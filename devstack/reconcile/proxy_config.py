@@ -1,0 +1,91 @@
+"""Loading a proxy configuration: render for the notebook's address, stage it as a generation,
+check it with the real `nginx -t`, swap it in, reload nginx. A configuration nginx rejects never
+replaces the one being served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..docker.engine import ContainerInfo, ContainerShell, Engine
+from ..errors import EngineError, ProxyConfigError
+from ..events import Notify, ProxyLoaded
+from ..proxy.render import RELOAD_AND_WAIT, ProxyConfigStore, explain_nginx_error, render_proxy_config
+from ..spec import LABEL_SERVICE, PROXY_PREPARE, StackSpec
+from ..state import ensure_state_dir
+
+
+class ProxyLoader:
+    """Loads configurations into one stack's sidecar, through a shell kept open there."""
+
+    def __init__(self, engine: Engine, spec: StackSpec, notify: Notify):
+        self.engine = engine
+        self.spec = spec
+        self.notify = notify
+        self.store = ProxyConfigStore(spec.proxy.config_dir)
+        # (the sidecar's ID and start time, a shell open in it): a restart ends the shell, so it keys it too.
+        self._shell: tuple[tuple[str, Any], ContainerShell] | None = None
+
+    def load(self, address: str) -> bool:
+        """Render for the notebook at `address`; if that changes what is served, check and load it.
+        Returns whether anything changed."""
+        if not address:
+            raise EngineError("the notebook container is not running or has no address, so the proxy has no "
+                              "upstream: run `devstack up`")
+        rendered = render_proxy_config(self.spec.proxy, address)
+        if self.store.current_files() == rendered.files:
+            return False
+        ensure_state_dir(self.spec.state_dir)
+        generation = self.store.stage(rendered)
+        proxy = self.engine.container(self.spec.service("proxy").container_name)
+        if proxy is not None and proxy.running:
+            code, output = self._in_proxy(proxy, ["nginx", "-t", "-c", self.store.container_path(generation)])
+            if code != 0:
+                self.store.discard(generation)
+                raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: "
+                                       + explain_nginx_error(output, generation, rendered))
+            self.store.activate(generation)
+            # SIGHUP to nginx's master: re-read the configuration, no dropped connections; done when
+            # no worker of the old configuration accepts connections any more.
+            code, output = self._in_proxy(proxy, ["sh", "-c", RELOAD_AND_WAIT])
+            if code == 3:
+                raise ProxyConfigError(f"nginx was told to load {generation} but its old workers still accept "
+                                       f"connections after 5 s ({output.strip()}): see `devstack logs proxy`")
+            if code != 0:
+                self.engine.signal(proxy.id, proxy.name, "SIGHUP")
+            self.notify(ProxyLoaded(f"proxy configuration {generation} checked and reloaded (notebook at {address})",
+                                    "proxy", generation))
+            return True
+        # No sidecar to ask yet: the same nginx checks it in a throwaway container of its image,
+        # so that a configuration nginx rejects is never the one the sidecar starts with.
+        proxy_spec = self.spec.service("proxy")
+        check = f"{PROXY_PREPARE} && exec nginx -t -c {self.store.container_path(generation)}"
+        code, output = self.engine.run_once(proxy_spec.image, ["/bin/sh", "-c"], [check], proxy_spec.mounts,
+                                            {**self.spec.labels, LABEL_SERVICE: "proxy-check"})
+        if code != 0:
+            self.store.discard(generation)
+            raise ProxyConfigError("nginx rejected the proxy configuration, so the proxy was not started: "
+                                   + explain_nginx_error(output, generation, rendered))
+        self.store.activate(generation)
+        self.notify(ProxyLoaded(f"proxy configuration {generation} checked and written (notebook at {address})",
+                                "proxy", generation))
+        return True
+
+    def _in_proxy(self, proxy: ContainerInfo, argv: list[str]) -> tuple[int, str]:
+        """Run a command in the sidecar through a shell kept open there (watching reloads often);
+        a plain exec when that shell cannot be had."""
+        shell = self._shell
+        key = (proxy.id, proxy.started_at)
+        if shell is None or shell[0] != key:
+            if shell is not None:
+                shell[1].close()
+            try:
+                self._shell = shell = (key, self.engine.open_shell(proxy.id, proxy.name))
+            except EngineError:
+                self._shell = None
+                return self.engine.exec(proxy.id, argv)
+        try:
+            return shell[1].run(argv)
+        except (OSError, ValueError):
+            shell[1].close()
+            self._shell = None
+            return self.engine.exec(proxy.id, argv)

@@ -1,0 +1,222 @@
+"""What devstack does with a stack that runs: its containers, logs and events, commands inside it,
+Sifu restarts and Jupyter's kernels. Ownership is by label: a foreign container of our name is
+never entered."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..docker.engine import ContainerInfo, ImageInfo, now
+from ..errors import DevstackError, EngineError, NotReady
+from ..events import Acted, EngineEvent
+from ..probes import ProbeResult, check_once, list_kernels, stack_probes
+from ..state import load_secrets
+from .plan import owned
+from ..snapshot import ServiceStatus, StackStatus, is_probe_line
+
+if TYPE_CHECKING:
+    from .stack import Stack
+
+
+class Running:
+    def __init__(self, stack: Stack):
+        self._stack = stack
+
+    @property
+    def _spec(self):  # noqa: ANN202 - StackSpec; the stack's current description (a watcher replaces it)
+        return self._stack.spec
+
+    # -- what runs -----------------------------------------------------------------
+
+    def container(self, service: str) -> ContainerInfo | None:
+        """The service's container, whatever its state; None when there is none. A foreign container of
+        its name is a ConflictError."""
+        spec = self._spec.service(service)
+        return owned(self._spec, spec, self._stack.engine().container(spec.container_name))
+
+    def image(self, ref: str) -> ImageInfo | None:
+        return self._stack.engine().image(ref)
+
+    def running_container(self, service: str) -> ContainerInfo:
+        """The service's running container, ours by label (a foreign one of that name is never entered)."""
+        found = self.container(service)
+        if found is None or not found.running:
+            raise EngineError(f"the {service} container is not running: start the stack with `devstack up -d`")
+        return found
+
+    def not_running(self) -> list[str]:
+        """The names of the stack's containers that are missing or stopped."""
+        return [s.container_name for s in self._spec.services
+                if (found := self.container(s.name)) is None or not found.running]
+
+    def check_alive(self) -> None:
+        """Fail fast instead of waiting out the timeout: a container that stopped, or a program
+        that supervisor gave up on (FATAL), will not come back by itself."""
+        engine = self._stack.engine()
+        for service in self._spec.services:
+            found = engine.container(service.container_name)
+            if found is None or not found.running:
+                state = "missing" if found is None else found.status
+                raise NotReady(f"container {service.container_name} is {state} while waiting for the stack "
+                               "to answer", logs=self.last_logs(service.name))
+        notebook = self._spec.service("notebook")
+        found = engine.container(notebook.container_name)
+        if found is not None:
+            try:
+                _, output = engine.exec(found.id, ["supervisorctl", "status"])
+            except EngineError:
+                return  # an image without supervisorctl: the probes' timeout decides
+            fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
+            if fatal:
+                raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
+                               "(it exited repeatedly right after starting): its log lines are below",
+                               logs=self.last_logs("notebook", lines=30))
+
+    def status(self, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
+        """A snapshot for the status view: each service's container and image, the probes, the latest logs."""
+        engine, spec = self._stack.engine(), self._spec
+        services = []
+        for service in spec.services:
+            container = engine.container(service.container_name)
+            image = engine.image(container.image_id) if container else engine.image(service.image)
+            if container is None:
+                services.append(ServiceStatus(service.name, service.container_name, "missing", "", None, 0,
+                                              service.image, _short(image.id) if image else "",
+                                              image.created if image else None, ()))
+                continue
+            services.append(ServiceStatus(
+                service=service.name,
+                container=container.name,
+                state=container.status,
+                health=container.health,
+                started_at=container.started_at,
+                restarts=container.restart_count,
+                image=service.image,
+                image_id=_short(container.image_id),
+                image_built=image.created if image else None,
+                ports=container.ports,
+            ))
+        probes = tuple(self.probe()) if with_probes and any(s.state == "running" for s in services) else ()
+        logs: tuple[str, ...] = ()
+        if log_lines:
+            try:
+                logs = tuple(line for line in self.last_logs(lines=log_lines) if not is_probe_line(line))
+            except DevstackError:
+                logs = ()
+        return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs)
+
+    def probe(self) -> list[ProbeResult]:
+        secrets = load_secrets(self._stack.settings)
+        if secrets is None:
+            return []
+        return check_once(stack_probes(self._spec, secrets.sifu_secret, secrets.jupyter_token), timeout=2.0)
+
+    def remains(self) -> tuple[bool, bool]:
+        """Whether any container of the project is left, and whether its network is (host mode has none)."""
+        engine, spec = self._stack.engine(), self._spec
+        network = not spec.network.host_mode and bool(engine.networks(spec.project))
+        return bool(engine.containers(spec.project)), network
+
+    def events(self) -> Iterator[EngineEvent]:
+        """The engine's events about this project (blocking)."""
+        return self._stack.engine().events(self._spec.project)
+
+    # -- logs ------------------------------------------------------------------------
+
+    def last_logs(self, service: str | None = None, lines: int = 15) -> list[str]:
+        """The last log lines of the stack's containers (one service, or all), redacted."""
+        engine, redact = self._stack.engine(), self._stack.redact
+        collected: list[str] = []
+        for spec in self._spec.services:
+            if service and spec.name != service:
+                continue
+            found = engine.container(spec.container_name)
+            if found is None:
+                continue
+            collected += [f"{spec.name} | {redact(line)}" for line in engine.log_lines(found.id, tail=lines)
+                          if line.strip()]
+        return collected
+
+    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
+        """One container's log lines, redacted."""
+        redact = self._stack.redact
+        return (redact(line) for line in self._stack.engine().log_lines(container_id, tail=tail, follow=follow))
+
+    def stream_logs(self, service: str | None, tail: int | str, follow: bool) -> Iterator[str]:
+        """The logs of the stack's containers (one service, or all) as `service | line`, redacted,
+        merged in the order lines arrive."""
+        targets = [(spec.name, found) for spec in self._spec.services if service in (None, spec.name)
+                   if (found := self._stack.engine().container(spec.container_name)) is not None]
+        if not targets:
+            raise EngineError(f"no container of project {self._spec.project} to show: run `devstack up`")
+        width = max(len(name) for name, _ in targets)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump(name: str, container_id: str) -> None:
+            try:
+                for line in self.log_lines(container_id, tail=tail, follow=follow):
+                    lines.put(f"{name.ljust(width)} | {line}")
+            finally:
+                lines.put(None)  # this stream is done
+
+        for name, found in targets:
+            threading.Thread(target=pump, args=(name, found.id), name=f"devstack-logs-{name}", daemon=True).start()
+        finished = 0
+        while finished < len(targets):
+            line = lines.get()
+            if line is None:
+                finished += 1
+            else:
+                yield line
+
+    # -- commands inside ------------------------------------------------------------
+
+    def exec_user(self, service: str) -> str:
+        """Who `shell` and `exec` run as by default: in the notebook container the user Jupyter runs as
+        (so files they write in /notebooks belong to the folder's owner, not root); root elsewhere."""
+        environment = dict(self._spec.service(service).environment)
+        if "NB_UID" in environment:
+            return f"{environment['NB_UID']}:{environment.get('NB_GID', environment['NB_UID'])}"
+        return ""
+
+    def shell(self, service: str, user: str | None) -> int:
+        """An interactive shell (bash when the image has it); its exit code."""
+        container = self.running_container(service)
+        return self._stack.engine().exec_interactive(
+            container.id, ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"],
+            user=self.exec_user(service) if user is None else user)
+
+    def exec_stream(self, service: str, command: list[str], user: str | None
+                    ) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int]]:
+        container = self.running_container(service)
+        return self._stack.engine().exec_stream(container.id, command,
+                                                user=self.exec_user(service) if user is None else user)
+
+    def restart_sifu(self) -> None:
+        """Restart only the Sifu program (supervisorctl); Jupyter and its kernels keep running."""
+        name = self._spec.service("notebook").container_name
+        notebook = self.container("notebook")
+        if notebook is None or not notebook.running:
+            raise EngineError(f"container {name} is not running, so Sifu cannot be restarted in it: run `devstack up`")
+        code, output = self._stack.engine().exec(notebook.id, ["supervisorctl", "restart", "sifu"])
+        if code != 0 or "ERROR" in output:
+            raise NotReady(f"supervisorctl could not restart Sifu in {name} ({' '.join(output.split())}): "
+                           "its last log lines are below; fix the code and save again",
+                           logs=self.last_logs("notebook", lines=20))
+        self._stack.notify(Acted(f"restarted Sifu in {name} (supervisorctl); Jupyter and its kernels untouched",
+                                 "notebook"))
+
+    def busy_kernels(self) -> list[str]:
+        """IDs of the Jupyter kernels busy executing, asked through the proxy with the cookie and token."""
+        secrets = load_secrets(self._stack.settings)
+        if secrets is None:
+            return []
+        kernels = list_kernels(self._spec, secrets.sifu_secret, secrets.jupyter_token)
+        return [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

@@ -1,0 +1,187 @@
+"""One project's stack, as the commands and the watcher drive it: observe, plan, apply, until the
+plan is empty; and stop or remove what it made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..docker.engine import Engine
+from ..errors import ConflictError, EngineError, NotReady
+from ..events import Acted, Notify, Ready, Warned, ignore
+from ..probes import ProbeResult, stack_probes, wait_until_ready
+from ..proxy.lint import Finding
+from ..proxy.render import render_proxy_config
+from ..redact import Redactor
+from ..settings import Settings
+from ..spec import LABEL_IMAGE, ImageSpec, StackSpec, load_stack
+from ..state import ensure_secrets, load_secrets
+from . import preflight
+from .apply import Applier, StepHook
+from .images import context_digests, prepare_images, refuse_secrets_in_context
+from .observe import observe
+from .plan import Inputs, Plan, Step, Verb, plan_stack
+from .running import Running
+
+# Each round applies the steps whose inputs are known, then observes again: base, final, notebook,
+# configuration, proxy take at most this many rounds; more means something undoes what was applied.
+MAX_ROUNDS = 8
+
+
+class Stack:
+    """Brings one project's stack to its desired state and reports what it does (as typed events)."""
+
+    def __init__(self, settings: Settings, notify: Notify = ignore, connect: Callable[[], Engine] = Engine.connect,
+                 redactor: Redactor | None = None):
+        self.settings = settings
+        self.spec: StackSpec = load_stack(settings)
+        self.notify = notify
+        self.redact = redactor or Redactor()
+        self.redact.add(*settings.secret_values())
+        secrets = load_secrets(settings)
+        if secrets:
+            self.redact.add(*secrets.values())
+        self._connect = connect
+        self._engine: Engine | None = None
+        self._applier: Applier | None = None
+        self.running = Running(self)
+
+    def engine(self) -> Engine:
+        """The connected engine (on first use). For the core's own modules; commands and views go
+        through the Stack's methods."""
+        if self._engine is None:
+            self._engine = self._connect()
+        return self._engine
+
+    def describe_again(self) -> None:
+        """Read the project's files again (its own proxy files are found when the stack is described)."""
+        self.spec = load_stack(self.settings)
+        if self._applier is not None:
+            self._applier.describe(self.spec)  # keeps the shell open in the sidecar
+
+    def applier(self) -> Applier:
+        if self._applier is None:
+            self._applier = Applier(self.engine(), self.spec, self._say, self.redact,
+                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings))
+        return self._applier
+
+    def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
+        self.notify(event)
+
+    # -- observe, plan, apply --------------------------------------------------------
+
+    def plan(self, force: frozenset[str] = frozenset()) -> Plan:
+        """What applying would do now, and why (nothing is changed; Sifu is fetched if SIFU_REPO is set)."""
+        return self._plan(self._inputs_source(force))
+
+    def converge(self, force: frozenset[str] = frozenset(), no_cache: bool = False, images_only: bool = False,
+                 before: StepHook | None = None, after: StepHook | None = None) -> list[Step]:
+        """Apply plans until the plan is empty; returns the steps applied. `before` and `after` see each
+        step (the watcher waits for busy kernels before a recreate, and times each step)."""
+        source = self._inputs_source(force)
+        applier = self.applier()
+        applier.images.update({image.name: image for image in source.images})
+        applier.no_cache = no_cache
+        preflight.write_docker_envs(self.spec)
+        applied: list[Step] = []
+        for _ in range(MAX_ROUNDS):
+            plan = self._plan(source)
+            steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD]
+            if not steps:
+                break
+            for step in steps:
+                if before is not None:
+                    before(step)
+                applier.apply(step)
+                applied.append(step)
+                if after is not None:
+                    after(step)
+                if step.verb is Verb.BUILD:
+                    source.force = source.force - {step.target}  # built as asked: the next round plans by hash
+        else:
+            raise EngineError(f"the stack did not settle after {MAX_ROUNDS} rounds; still to do: "
+                              + "; ".join(str(s) for s in self._plan(source).steps))
+        applier.remove_superseded_images()
+        return applied
+
+    def _inputs_source(self, force: frozenset[str]) -> _InputsSource:
+        images = prepare_images(self.spec, self.settings, self._say, self.redact)
+        secrets = ensure_secrets(self.settings)
+        self.redact.add(*secrets.values())
+        return _InputsSource(images, context_digests(images), secrets.fingerprint(), force)
+
+    def _plan(self, source: _InputsSource) -> Plan:
+        observed = observe(self.engine(), self.spec)
+        address = observed.notebook_address(self.spec)
+        inputs = Inputs(source.digests, source.secrets,
+                        proxy_files=render_proxy_config(self.spec.proxy, address).files if address else None,
+                        force=source.force)
+        return plan_stack(self.spec, observed, inputs)
+
+    def reload_proxy(self) -> bool:
+        """The proxy's own reconcile, without the images': load the configuration for the notebook's
+        current address if it differs from what is served. Returns whether it did."""
+        return self.applier().load_proxy_config()
+
+    def report_lint(self) -> list[Finding]:
+        return preflight.report_lint(self)
+
+    # -- the commands -----------------------------------------------------------------
+
+    def up(self, ready_timeout: float = 180.0) -> list[ProbeResult]:
+        """Everything to the desired state, then wait until it answers through the proxy."""
+        preflight.check(self)
+        self.converge()
+        return self.wait_ready(ready_timeout)
+
+    def build(self, images: set[str], no_cache: bool = False) -> None:
+        self.converge(force=frozenset(images), no_cache=no_cache, images_only=True)
+
+    def wait_ready(self, timeout: float) -> list[ProbeResult]:
+        secrets = ensure_secrets(self.settings)
+        probes = stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token)
+        try:
+            results = wait_until_ready(probes, timeout, still_alive=self.running.check_alive)
+        except NotReady as exc:
+            raise NotReady(self.redact(str(exc)), logs=exc.logs or self.running.last_logs()) from None
+        self.notify(Ready("ready: Sifu and Jupyter answer through the proxy"))
+        return results
+
+    def stop(self) -> None:
+        """Stop the project's containers, keep them (compose's Ctrl-C)."""
+        engine = self.engine()
+        for container in engine.containers(self.spec.project):
+            if container.running:
+                engine.stop(container.id, container.name)
+                self.notify(Acted(f"stop {container.name}", container.service))
+
+    def down(self, remove_images: bool = False) -> None:
+        """Remove the project's containers and network, found by label; nothing else."""
+        engine = self.engine()
+        for container in engine.containers(self.spec.project):
+            engine.remove(container.id, container.name)
+            self.notify(Acted(f"remove container {container.name}", container.service))
+        for network in engine.networks(self.spec.project):
+            engine.remove_network(network.id)
+            self.notify(Acted(f"remove network {network.name}", "network"))
+        if not remove_images:
+            return
+        for image in reversed(self.spec.images):
+            found = engine.image(image.tag)
+            if found is None or LABEL_IMAGE not in found.labels:
+                continue  # not built by devstack: not ours to remove
+            try:
+                engine.remove_image(image.tag)
+                self.notify(Acted(f"remove image {image.tag}", image.name))
+            except (ConflictError, EngineError) as exc:
+                self.notify(Warned(f"kept image {image.tag}: {exc}", image.name))
+
+
+@dataclass
+class _InputsSource:
+    """What one converge reads from the project's files once: the prepared images and their digests."""
+
+    images: tuple[ImageSpec, ...]
+    digests: dict[str, str]
+    secrets: str
+    force: frozenset[str]

@@ -1,0 +1,210 @@
+"""The stack as data: frozen descriptions of its images, services, proxy and ports.
+
+`describe.describe_stack` makes one from the settings; the Docker driver, the compose export,
+the proxy renderer and the status view all read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
+from .network import NetworkLayout
+from .project import DockerEnvsRequest, ProjectProxyFiles
+
+# Labels are identity: "what devstack owns" is a query on these, never a name guess.
+LABEL_PROJECT = "devstack.project"
+LABEL_SERVICE = "devstack.service"
+LABEL_CONFIG_HASH = "devstack.config-hash"
+LABEL_CONTEXT_HASH = "devstack.context-hash"
+LABEL_IMAGE = "devstack.image"
+
+
+# Where the sidecar finds the rendered configuration (a read-only bind mount).
+PROXY_MOUNT = "/etc/devstack-proxy"
+# What the sidecar does before nginx starts: the healthd folder writable by the workers, as on EB.
+PROXY_PREPARE = "mkdir -p /var/log/nginx/healthd && chmod 0777 /var/log/nginx/healthd"
+# Where the notebook container finds the per-project secrets (a read-only bind mount).
+SECRETS_MOUNT = "/run/devstack-secrets"
+# Where the final image keeps Sifu's source (compose/notebook/Dockerfile); SIFU_SRC is mounted over it.
+SIFU_MOUNT = "/opt/sifu"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str  # "base" or "notebook"
+    tag: str
+    context: Path
+    build_args: tuple[tuple[str, str], ...] = ()
+    parent: str | None = None  # the image this one is built FROM, rebuilt first
+    dockerfile: str = "Dockerfile"
+    # Folders sent into the build context under a path of their own, replacing
+    # what the context has there (Sifu's source fetched on the host).
+    overlays: tuple[tuple[str, Path], ...] = ()
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    host_ip: str
+    host_port: int
+    container_port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}->{self.container_port}/tcp"
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # "notebook" or "proxy"
+    container_name: str
+    image: str
+    build: str | None = None  # the ImageSpec that makes `image`
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    extra_hosts: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    stop_signal: str = "SIGTERM"
+
+    def config_hash(self, image_id: str, extra: str = "") -> str:
+        """A digest of everything that, when changed, means the container must be recreated."""
+        payload = json.dumps({"spec": asdict(self), "image": image_id, "extra": extra}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str  # the upstream block's name in nginx
+    port: int  # the notebook container's port it points at
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """What the EB-mimic nginx serves: its listeners and where its server files come from."""
+
+    network: NetworkLayout  # the listeners: public ports, nginx's ports, the processes' ports
+    upstreams: tuple[Upstream, ...]
+    server_templates: Path  # devstack's own template tree (nginx/)
+    config_dir: Path  # where rendered generations are written (mounted into the sidecar)
+    edx_origin: str
+    # The project's own EB proxy files (loaded unchanged), and every folder they may live in
+    # (existing or not): what a watcher treats as proxy configuration.
+    project_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
+    sources: tuple[Path, ...] = ()
+    # The Host names the stack answers to; devstack's own servers refuse any other (DNS rebinding).
+    hostnames: tuple[str, ...] = LOOPBACK_NAMES
+
+    @property
+    def sifu_port(self) -> int:
+        return self.network.sifu.public_port
+
+    @property
+    def jupyter_port(self) -> int:
+        return self.network.jupyter.public_port
+
+    @property
+    def bind_address(self) -> str:
+        return self.network.bind_address
+
+    @property
+    def layout(self) -> str:
+        """Where the server files come from: "bundled" (devstack's), or the project's EB platforms."""
+        return self.project_files.layout
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A port on the host that the stack needs free (or held by its own container)."""
+
+    address: str
+    port: int
+    setting: str  # where it was asked for, for errors: "SIFU_PORT", "EXTRA_PORTS from .env:4", "-p 80:80"
+    purpose: str
+    service: str = "proxy"  # whose container binds it (in host mode the notebook binds its own)
+    fix: str = ""  # how to choose another
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    project: str
+    network: NetworkLayout
+    images: tuple[ImageSpec, ...]
+    services: tuple[ServiceSpec, ...]
+    proxy: ProxySpec
+    notebooks_dir: Path | None
+    state_dir: Path
+    secrets_dir: Path = field(default=Path())
+    host_ports: tuple[HostPort, ...] = ()
+    # Production's docker_envs, when the image expects it: the host file devstack writes.
+    docker_envs: DockerEnvsRequest | None = None
+    docker_envs_path: Path | None = None
+
+    def service(self, name: str) -> ServiceSpec:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def image(self, name: str) -> ImageSpec:
+        for image in self.images:
+            if image.name == name:
+                return image
+        raise KeyError(name)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_PROJECT: self.project}
+
+    @property
+    def edx_internal_url(self) -> str:
+        """How processes in the notebook container reach the Open edX of EDX_HOSTNAME."""
+        return self.network.edx_internal_url
+
+    @property
+    def probe_host(self) -> str:
+        """The address a probe on this machine uses to reach the published ports."""
+        return probe_host(self.network.bind_address)
+
+    @property
+    def public_host(self) -> str:
+        return public_host(urlsplit(self.proxy.edx_origin).hostname or "", self.network.bind_address)
+
+    def urls(self, host: str | None = None) -> dict[str, str]:
+        """The stack's URLs on the public host (or another one: probes use `probe_host`)."""
+        return stack_urls(host or self.public_host, self.proxy.sifu_port, self.proxy.jupyter_port)
+
+
+def probe_host(bind_address: str) -> str:
+    """The address a probe on this machine uses to reach ports published on `bind_address`."""
+    return "127.0.0.1" if is_wildcard(bind_address) else bind_address
+
+
+def public_host(edx_host: str, bind_address: str) -> str:
+    """The host people open: edX's own loopback name when the proxy answers on loopback, so that
+    the notebook and the edX page framing it are one site and the browser keeps their cookies;
+    otherwise the address the ports are published on."""
+    if edx_host.lower() in LOOPBACK_NAMES and is_loopback(probe_host(bind_address)):
+        return edx_host.lower()
+    return probe_host(bind_address)
+
+
+def stack_urls(host: str, sifu_port: int, jupyter_port: int) -> dict[str, str]:
+    host = url_host(host)
+    return {
+        "sifu": f"http://{host}:{sifu_port}/",
+        "login": f"http://{host}:{sifu_port}/login",
+        "jupyter": f"http://{host}:{jupyter_port}/",
+    }

@@ -1,0 +1,110 @@
+"""How the stack sits on the network, decided once: bridge (the project's own network) or host
+(the seed's `docker run --net=host`). Everything else reads the layout instead of asking the mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..hosts import is_loopback, url_host
+from ..settings import Settings
+
+# Inside the notebook container, Sifu and Jupyter listen where production has them.
+SIFU_CONTAINER_PORT = 3334
+JUPYTER_CONTAINER_PORT = 3335
+# With NETWORK_MODE=host nginx serves SIFU_PORT and JUPYTER_PORT on the host itself, so the
+# notebook's processes move to loopback ports derived from them (two projects with distinct
+# public ports get distinct internal ones): PORT+10000, or PORT-10000 where that passes 65535.
+HOST_MODE_PORT_OFFSET = 10000
+# Inside a bridge network the containers reach the host's services (a local Open edX) by this name.
+HOST_GATEWAY_NAME = "host.docker.internal"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One service the proxy serves: where people reach it, where nginx listens, where its process listens."""
+
+    name: str  # "sifu" or "jupyter", also the nginx upstream's name
+    title: str  # "Sifu" or "Jupyter", for messages
+    setting: str  # the setting that chose the public port
+    public_port: int  # on BIND_ADDRESS, what people open
+    nginx_port: int  # the port nginx listens on (in the sidecar; on the host in host mode)
+    nginx_listen: str  # what devstack's server file writes after `listen`
+    process_port: int  # Sifu's or Jupyter's own port in the notebook container
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    mode: str  # "bridge" or "host"
+    name: str  # the network the containers share: the project's own, or "host"
+    bind_address: str
+    process_address: str  # where Sifu and Jupyter bind inside the notebook container
+    # The upstreams' host: "" means the notebook container's IP on `name`.
+    upstream_host: str
+    publishes: bool  # Docker publishes the host ports (bridge); in host mode nginx binds them itself
+    extra_hosts: tuple[tuple[str, str], ...]  # how the containers reach the host's services
+    edx_internal_url: str  # how processes in the notebook container reach EDX_HOSTNAME's Open edX
+    sifu: Listener
+    jupyter: Listener
+
+    @property
+    def host_mode(self) -> bool:
+        return self.mode == "host"
+
+    @property
+    def listeners(self) -> tuple[Listener, Listener]:
+        return (self.sifu, self.jupyter)
+
+
+def network_layout(settings: Settings) -> NetworkLayout:
+    """The layout for these settings. Pure."""
+    bind = url_host(settings.bind_address)
+    if settings.network_mode == "host":
+        sifu_port, jupyter_port = _internal_port(settings.sifu_port), _internal_port(settings.jupyter_port)
+        _check_distinct_ports(settings, sifu_port, jupyter_port)
+        return NetworkLayout(
+            mode="host", name="host", bind_address=settings.bind_address,
+            # Never reachable from the network: the cookie gate is nginx's.
+            process_address="127.0.0.1", upstream_host="127.0.0.1", publishes=False, extra_hosts=(),
+            edx_internal_url=f"http://{_edx_host_from_container(settings.edx_host, True)}:{settings.edx_port}",
+            sifu=Listener("sifu", "Sifu", "SIFU_PORT", settings.sifu_port, settings.sifu_port,
+                          f"{bind}:{settings.sifu_port}", sifu_port),
+            jupyter=Listener("jupyter", "Jupyter", "JUPYTER_PORT", settings.jupyter_port, settings.jupyter_port,
+                             f"{bind}:{settings.jupyter_port}", jupyter_port),
+        )
+    return NetworkLayout(
+        mode="bridge", name=f"{settings.project_name}_default", bind_address=settings.bind_address,
+        process_address="0.0.0.0", upstream_host="", publishes=True,
+        extra_hosts=((HOST_GATEWAY_NAME, "host-gateway"),),
+        edx_internal_url=f"http://{_edx_host_from_container(settings.edx_host, False)}:{settings.edx_port}",
+        # nginx listens where EB's does (3334, 3335) and Docker publishes the host ports onto them.
+        sifu=Listener("sifu", "Sifu", "SIFU_PORT", settings.sifu_port, SIFU_CONTAINER_PORT, str(SIFU_CONTAINER_PORT),
+                      SIFU_CONTAINER_PORT),
+        jupyter=Listener("jupyter", "Jupyter", "JUPYTER_PORT", settings.jupyter_port, JUPYTER_CONTAINER_PORT,
+                         str(JUPYTER_CONTAINER_PORT), JUPYTER_CONTAINER_PORT),
+    )
+
+
+def _internal_port(public: int) -> int:
+    shifted = public + HOST_MODE_PORT_OFFSET
+    return shifted if shifted <= 65535 else public - HOST_MODE_PORT_OFFSET
+
+
+def _check_distinct_ports(settings: Settings, sifu_internal: int, jupyter_internal: int) -> None:
+    ports = {"SIFU_PORT": settings.sifu_port, "JUPYTER_PORT": settings.jupyter_port,
+             f"Sifu's internal port (SIFU_PORT±{HOST_MODE_PORT_OFFSET})": sifu_internal,
+             f"Jupyter's internal port (JUPYTER_PORT±{HOST_MODE_PORT_OFFSET})": jupyter_internal}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"NETWORK_MODE=host: {seen[port]} and {name} are both {port}: "
+                              "move SIFU_PORT or JUPYTER_PORT so that the four ports differ")
+        seen[port] = name
+
+
+def _edx_host_from_container(host: str, host_mode: bool) -> str:
+    """The Open edX host as the notebook container must write it: a loopback name means the
+    host itself, which a bridge network reaches through the gateway name."""
+    if host == "0.0.0.0" or is_loopback(host):
+        return "127.0.0.1" if host_mode else HOST_GATEWAY_NAME
+    return url_host(host)

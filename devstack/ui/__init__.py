@@ -1,0 +1,1 @@
+"""What a person sees: pure views of snapshots and events, and the live screen that shows them."""

@@ -1,0 +1,298 @@
+"""The foreground view: watch the sources, follow the engine, show the stack.
+
+Four threads feed one queue (`inbox`) that only the main thread reads (and a signal handler may
+put a `StopRequested` on it: a SimpleQueue, whose put is reentrant):
+- the change loop (watch.changes.ChangeLoop) sends the core's events: what changed, builds, reloads,
+  errors;
+- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
+- the containers' log streams (TTY only: the view shows the latest lines);
+- watchdog's observer feeds the change loop, never this queue.
+The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
+`MIN_REDRAW_SECONDS` apart; a slow tick refreshes uptimes and probes. Without a TTY it
+prints one plain line per event instead. It ends when `stop` is set, a `StopRequested` arrives,
+or the stack is removed from outside (watch.removal.RemovalCheck).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from ..errors import DevstackError
+from ..events import (
+    BuildOutput,
+    ChangeApplied,
+    ChangeFailed,
+    EngineEvent,
+    Event,
+    EventStreamBroken,
+    ImageBuilt,
+    Ready,
+    Watching,
+)
+from ..reconcile import Stack
+from ..settings import Settings
+from ..snapshot import LOG_LINES, BuildProgress, LiveFacts, StackStatus, clear_live_facts, is_probe_line, save_live_facts
+from ..watch.changes import ChangeLoop, RefreshProxy
+from ..watch.files import FileWatcher
+from ..watch.removal import RemovalCheck
+from .view import event_line, render_status
+
+# Uptimes and probes are refreshed this often when nothing happens (the engine pushes the rest).
+TICK_SECONDS = 10.0
+# A build prints many lines a second: the screen is redrawn at most this often.
+MIN_REDRAW_SECONDS = 0.25
+# On Ctrl-C, how long to let a change being applied finish its current step before stopping.
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class LiveState:
+    """What the view shows beside the engine's snapshot, changed only by events. Pure."""
+
+    live: LiveFacts = field(default_factory=LiveFacts)
+    logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+
+    def on_event(self, event: Event) -> bool:
+        """Fold one of the core's events in; returns whether what is shown changed."""
+        before = self.live
+        if isinstance(event, BuildOutput):
+            self.live = replace(before, build=BuildProgress(event.target, event.step, event.total, event.instruction))
+        elif isinstance(event, Watching):
+            self.live = replace(before, watching=event.folders)
+        elif isinstance(event, ChangeFailed):
+            self.live = replace(before, last_error=event.full_text(), activity="", build=None)
+        elif isinstance(event, ChangeApplied):
+            self.live = replace(before, timeline=event.timeline, activity="", build=None, last_error="")
+        elif isinstance(event, Ready):
+            self.live = replace(before, activity="", build=None)
+        elif isinstance(event, ImageBuilt):
+            self.live = replace(before, activity=event.message, build=None)
+        else:  # a change seen, an activity, an action, a reload, a notice: what is happening now
+            self.live = replace(before, activity=event.message)
+        return self.live != before
+
+    def on_error(self, message: str) -> None:
+        self.live = replace(self.live, last_error=message)
+
+    def on_log(self, line: str) -> None:
+        self.logs.append(line)
+
+    def facts(self) -> LiveFacts:
+        return self.live
+
+    def overlay(self, snapshot: StackStatus) -> StackStatus:
+        return replace(snapshot, live=self.live, logs=tuple(self.logs) or snapshot.logs)
+
+
+def follow_events(stack: Stack, sink: queue.SimpleQueue[Any], stop: threading.Event) -> threading.Thread:
+    """Run the blocking event stream on its own thread; only queue what it yields."""
+
+    def pump() -> None:
+        try:
+            for event in stack.running.events():
+                if stop.is_set():
+                    return
+                sink.put(event)
+        except Exception as exc:  # noqa: BLE001 - reported in the view, not fatal
+            sink.put(EventStreamBroken(str(exc)))
+
+    thread = threading.Thread(target=pump, name="devstack-events", daemon=True)
+    thread.start()
+    return thread
+
+
+def follow_logs(stack: Stack, service: str, container_id: str, sink: queue.SimpleQueue[Any],
+                stop: threading.Event) -> threading.Thread:
+    """One container's log stream, line by line, redacted, without devstack's own probes."""
+
+    def pump() -> None:
+        try:
+            for line in stack.running.log_lines(container_id, tail=LOG_LINES, follow=True):
+                if stop.is_set():
+                    return
+                line = line.rstrip()
+                if line and not is_probe_line(line):
+                    sink.put(LogLine(f"{service} | {line}"))
+        except DevstackError:
+            return  # the container went away: its successor gets a follower of its own
+
+    thread = threading.Thread(target=pump, name=f"devstack-logs-{service}", daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass(frozen=True)
+class LogLine:
+    text: str
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """Put on the inbox (by a signal handler, say): the view ends at once, whatever it was waiting for."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class LiveEnd:
+    """How a live run ended: the stack then in use (a saved `.env` replaces it), and whether it was
+    removed from outside."""
+
+    stack: Stack
+    removed: bool = False
+
+
+def run_live(
+    stack: Stack,
+    stop: threading.Event,
+    console: Console,
+    watcher: FileWatcher | None = None,
+    reload_settings: Callable[[], Settings] | None = None,
+    inbox: queue.SimpleQueue[Any] | None = None,
+) -> LiveEnd:
+    """Watch and show the stack until `stop` is set, a `StopRequested` arrives on `inbox`, Ctrl-C, or
+    the stack is removed from outside; returns the stack in use at the end (a saved `.env`
+    replaces it) and whether it was removed."""
+    inbox = queue.SimpleQueue() if inbox is None else inbox
+    stack.notify = inbox.put
+
+    def make_stack(settings: Settings) -> Stack:
+        return Stack(settings, notify=inbox.put, redactor=stack.redact)
+
+    changes = ChangeLoop(stack, inbox.put, reload_settings or (lambda: stack.settings), make_stack,
+                         stop, watcher=watcher)
+    state = LiveState()
+    removal = RemovalCheck()
+    state_dir = stack.spec.state_dir
+    try:
+        changes.start()
+        follow_events(stack, inbox, stop)
+        if console.is_terminal:
+            _show_live(changes, inbox, state, stop, console, removal)
+        else:
+            _print_lines(changes, inbox, state, stop, console, removal)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.stop()
+        # A change half applied when the stack stops would race the stop: let its step finish, bounded.
+        if changes.busy.acquire(timeout=STOP_GRACE_SECONDS):
+            changes.busy.release()
+        clear_live_facts(state_dir)
+    return LiveEnd(changes.stack, removed=removal.removed)
+
+
+def _on_engine_event(changes: ChangeLoop, event: EngineEvent) -> None:
+    if event.service == "notebook" and event.action == "start":
+        # It may be back on another IP: the change loop rewrites the upstreams (no stale-IP 502).
+        changes.inbox.put(RefreshProxy("the notebook container started"))
+
+
+def _print_lines(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
+                 console: Console, removal: RemovalCheck) -> None:
+    """No TTY: one plain line per event; build output only as its `Step N/M` lines."""
+    state_dir = changes.stack.spec.state_dir
+    while not stop.is_set():
+        try:
+            item = inbox.get(timeout=removal.wait_time() or 1.0)
+        except queue.Empty:
+            removal.check(changes, stop)
+            continue
+        if isinstance(item, StopRequested):
+            stop.set()
+        elif isinstance(item, Event):
+            if state.on_event(item):
+                save_live_facts(state_dir, state.facts())
+            if isinstance(item, BuildOutput) and not item.is_step:
+                continue
+            console.print(event_line(item), markup=False, highlight=False)
+        elif isinstance(item, EngineEvent):
+            _on_engine_event(changes, item)
+            removal.on_engine_event(item)
+            console.print(item.describe(), markup=False, highlight=False)
+        elif isinstance(item, EventStreamBroken):
+            console.print(f"event stream: {item.error}", markup=False, highlight=False)
+        removal.check(changes, stop)
+
+
+def _show_live(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
+               console: Console, removal: RemovalCheck) -> None:
+    followed: dict[str, str] = {}  # service -> container ID whose logs are followed
+
+    def follow_current_logs() -> None:
+        stack = changes.stack
+        for spec in stack.spec.services:
+            found = stack.running.container(spec.name)
+            if found is not None and found.running and followed.get(spec.name) != found.id:
+                followed[spec.name] = found.id
+                follow_logs(stack, spec.name, found.id, inbox, stop)
+
+    def snapshot() -> StackStatus:
+        try:
+            return changes.stack.running.status()
+        except DevstackError as exc:
+            state.on_error(f"cannot read the stack's state: {exc}")
+            return last
+
+    follow_current_logs()
+    last = changes.stack.running.status()
+    next_tick = time.monotonic() + TICK_SECONDS
+    last_draw, dirty = 0.0, False
+    saved = None
+    with Live(render_status(state.overlay(last)), console=console, auto_refresh=False,
+              redirect_stdout=False, redirect_stderr=False) as live:
+        while not stop.is_set():
+            now = time.monotonic()
+            wait = next_tick - now
+            if dirty:
+                wait = min(wait, last_draw + MIN_REDRAW_SECONDS - now)
+            wait = min(wait, removal.wait_time() or wait)
+            items = []
+            try:
+                items.append(inbox.get(timeout=max(wait, 0.01)))
+                while True:
+                    items.append(inbox.get_nowait())
+            except queue.Empty:
+                pass
+            refresh = time.monotonic() >= next_tick
+            for item in items:
+                if isinstance(item, StopRequested):
+                    stop.set()
+                elif isinstance(item, Event):
+                    dirty = state.on_event(item) or dirty
+                elif isinstance(item, LogLine):
+                    state.on_log(item.text)
+                    dirty = True
+                elif isinstance(item, EngineEvent):
+                    _on_engine_event(changes, item)
+                    removal.on_engine_event(item)
+                    if item.action == "start":
+                        follow_current_logs()
+                    refresh = True
+                elif isinstance(item, EventStreamBroken):
+                    state.on_error(f"event stream: {item.error}")
+                    refresh = True
+            if stop.is_set() or removal.check(changes, stop):
+                break
+            if refresh:
+                last = snapshot()
+                next_tick = time.monotonic() + TICK_SECONDS
+                dirty = True
+            if dirty and time.monotonic() - last_draw >= MIN_REDRAW_SECONDS:
+                live.update(render_status(state.overlay(last)), refresh=True)
+                facts = state.facts()
+                if facts != saved:
+                    save_live_facts(changes.stack.spec.state_dir, facts)
+                    saved = facts
+                last_draw, dirty = time.monotonic(), False
