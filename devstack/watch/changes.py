@@ -179,7 +179,8 @@ class ChangeLoop:
                     self._say(NothingToApply("nothing to apply: what runs already matches the saved files"))
                 return
             self._say(Activity("waiting for the stack to answer through the proxy"))
-            recreated = any(label == "recreated" for label, _ in timeline.steps)
+            # A new container takes its processes' start-up time; a reload or a Sifu restart, seconds.
+            recreated = any(step.verb in (Verb.CREATE, Verb.RECREATE) for step, _ in self._applied)
             self.stack.wait_ready(HEALTHY_AFTER_RECREATE_SECONDS if recreated else HEALTHY_AFTER_RELOAD_SECONDS)
         except _Stopping:
             return

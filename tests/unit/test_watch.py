@@ -18,7 +18,13 @@ from devstack.reconcile import Stack
 from devstack.reconcile.running import Running
 from devstack.settings import load_settings
 from devstack.spec import load_stack
-from devstack.watch.changes import ChangeLoop, RefreshProxy, Timeline
+from devstack.watch.changes import (
+    HEALTHY_AFTER_RECREATE_SECONDS,
+    HEALTHY_AFTER_RELOAD_SECONDS,
+    ChangeLoop,
+    RefreshProxy,
+    Timeline,
+)
 from devstack.watch.classify import ChangePlan, classify, watch_targets
 from devstack.watch.debounce import MAX_WAIT_SECONDS, QUIET_SECONDS, Debouncer
 from devstack.watch.files import PathSeen
@@ -185,6 +191,7 @@ class WatchedStack(Stack):
 
     def wait_ready(self, timeout):
         self.memory.ops.append("wait_ready")
+        self.memory.ready_timeouts.append(timeout)
         return []
 
 
@@ -192,6 +199,7 @@ def make_loop(layout, busy=()):
     project, _ = layout
     (project / ".env").write_text((project / ".env").read_text() + "SIFU_PORT=43334\nJUPYTER_PORT=43335\n")
     memory = MemoryEngine({"nginx:stable": {}})
+    memory.ready_timeouts = []
     stack = WatchedStack(load_settings(project, environ={}), memory, busy)
     stack.converge()  # what `up` made before watching
     memory.ops.clear()
@@ -266,6 +274,16 @@ def test_proxy_and_sifu_changes_touch_nothing_else(layout):
     save(loop, project / "sifu" / "app.py", content="print('v2')\n")
     drain(loop, clock)
     assert memory.ops == ["exec supervisorctl restart sifu", "wait_ready"]
+
+
+def test_how_long_a_change_may_take_to_answer_follows_what_it_applied(layout):
+    project, _ = layout
+    loop, memory, _, clock = make_loop(layout)
+    save(loop, project / "proxy" / "nginx.conf.j2", content="events {}\n# saved\n")
+    drain(loop, clock)
+    save(loop, project / "final" / "Dockerfile", content="FROM scratch\n# saved\n")
+    drain(loop, clock)
+    assert memory.ready_timeouts == [HEALTHY_AFTER_RELOAD_SECONDS, HEALTHY_AFTER_RECREATE_SECONDS]
 
 
 def test_a_proxy_file_saved_unchanged_applies_nothing(layout):
