@@ -179,7 +179,7 @@ class Settings(BaseModel):
     def _check_allowed_hosts(cls, value: str) -> str:
         for name in split_names(value):
             if not (_HOST_NAME.match(name) or is_ip(name)):
-                raise ValueError(f"{name!r} is not a host name or IP address: list names such as "
+                raise ValueError(f"holds {name!r}, which is not a host name or IP address: list names such as "
                                  "notebook.local.test, separated by commas, without ports")
         return value
 

@@ -61,7 +61,7 @@ def test_a_bad_allowed_host_names_the_key_and_its_source(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_settings(tmp_path, environ={})
     assert str(error.value).startswith(f"{tmp_path / '.env'}:1: ALLOWED_HOSTS=")
-    assert "'evil.example:80' is not a host name" in str(error.value)
+    assert "holds 'evil.example:80', which is not a host name" in str(error.value)
 
 
 def test_host_pattern_matches_exactly_the_names():
