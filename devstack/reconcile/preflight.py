@@ -25,8 +25,7 @@ def check(stack: Stack) -> None:
     """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
     report_lint(stack)
-    for problem in port_problems(stack.engine(), spec):
-        raise ConflictError(problem.describe())
+    check_ports(stack)
     check_sources(stack)
     if settings.sifu_src_path is not None:
         stack.notify(Info(f"Sifu: running from SIFU_SRC={settings.sifu_src_path} (mounted over {SIFU_MOUNT})"))
@@ -59,6 +58,12 @@ def check_sources(stack: Stack) -> None:
     src = stack.settings.sifu_src_path
     if src is not None and not src.is_dir():
         raise ConfigError(f"SIFU_SRC={src}: no such folder: point it at your Sifu checkout, or leave it empty")
+
+
+def check_ports(stack: Stack) -> None:
+    """Refuse, before anything changes, a host port the stack needs that something else holds."""
+    for problem in port_problems(stack.engine(), stack.spec):
+        raise ConflictError(problem.describe())
 
 
 @dataclass(frozen=True)

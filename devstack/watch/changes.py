@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError, DevstackError
 from ..events import Activity, Event, ChangeApplied, ChangeFailed, ChangeSeen, Info, Notify, NothingToApply, Warned, Watching
 from ..reconcile import Stack, Step, Verb
-from ..reconcile.preflight import port_problems
+from ..reconcile.preflight import check_ports
 from ..settings import ENV_FILE, Settings
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
 from .debounce import Debouncer
@@ -243,8 +243,7 @@ class ChangeLoop:
             raise ConfigError(f"DEVSTACK_PROJECT changed from {self.stack.spec.project} to {settings.project_name}: "
                               "that is another stack; stop devstack (Ctrl-C) and run `devstack up` again")
         fresh = self.make_stack(settings)
-        for problem in port_problems(fresh.engine(), fresh.spec):
-            raise ConfigError(problem.describe())
+        check_ports(fresh)
         self.stack = fresh
         self.targets = self._targets()
         if self.watcher is not None:

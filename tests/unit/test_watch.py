@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -374,6 +375,22 @@ def test_an_env_change_resolves_the_settings_again_and_uses_the_new_stack(layout
     # The notebook is told its new public port, the proxy publishes it: both are recreated.
     assert changed(memory.ops, "create proj-notebook") and changed(memory.ops, "create proj-proxy")
     assert isinstance(events[-1], ChangeApplied)
+
+
+def test_an_env_change_to_a_taken_port_keeps_the_running_stack(layout):
+    project, _ = layout
+    loop, memory, events, clock = make_loop(layout)
+    stack = loop.stack
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        (project / ".env").write_text((project / ".env").read_text() + f"SIFU_PORT={port}\n")
+        save(loop, project / ".env")
+        drain(loop, clock)
+    assert loop.stack is stack and memory.ops == []
+    assert isinstance(events[-1], ChangeFailed)
+    assert f"host port 127.0.0.1:{port} (SIFU_PORT) is already in use" in events[-1].message
 
 
 def test_an_invalid_env_keeps_the_running_stack(layout):
