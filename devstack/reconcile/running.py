@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ..docker.engine import ContainerInfo, ImageInfo, now
+from ..docker.engine import ContainerInfo, now
 from ..errors import DevstackError, EngineError, NotReady
 from ..events import Acted, EngineEvent
 from ..probes import ProbeResult, check_once, list_kernels, stack_probes
@@ -37,9 +37,6 @@ class Running:
         spec = self._spec.service(service)
         return owned(self._spec, spec, self._stack.engine().container(spec.container_name))
 
-    def image(self, ref: str) -> ImageInfo | None:
-        return self._stack.engine().image(ref)
-
     def running_container(self, service: str) -> ContainerInfo:
         """The service's running container, ours by label (a foreign one of that name is never entered)."""
         found = self.container(service)
@@ -56,24 +53,23 @@ class Running:
         """Fail fast instead of waiting out the timeout: a container that stopped, or a program
         that supervisor gave up on (FATAL), will not come back by itself."""
         engine = self._stack.engine()
+        containers = {service.name: engine.container(service.container_name) for service in self._spec.services}
         for service in self._spec.services:
-            found = engine.container(service.container_name)
+            found = containers[service.name]
             if found is None or not found.running:
                 state = "missing" if found is None else found.status
                 raise NotReady(f"container {service.container_name} is {state} while waiting for the stack "
                                "to answer", logs=self.last_logs(service.name))
         notebook = self._spec.service("notebook")
-        found = engine.container(notebook.container_name)
-        if found is not None:
-            try:
-                _, output = engine.exec(found.id, ["supervisorctl", "status"])
-            except EngineError:
-                return  # an image without supervisorctl: the probes' timeout decides
-            fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
-            if fatal:
-                raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
-                               "(it exited repeatedly right after starting): its log lines are below",
-                               logs=self.last_logs("notebook", lines=30))
+        try:
+            _, output = engine.exec(containers["notebook"].id, ["supervisorctl", "status"])
+        except EngineError:
+            return  # an image without supervisorctl: the probes' timeout decides
+        fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
+        if fatal:
+            raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
+                           "(it exited repeatedly right after starting): its log lines are below",
+                           logs=self.last_logs("notebook", lines=30))
 
     def status(self, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
         """A snapshot for the status view: each service's container and image, the probes, the latest logs."""

@@ -71,7 +71,9 @@ class Stack:
     # -- observe, plan, apply --------------------------------------------------------
 
     def plan(self, force: frozenset[str] = frozenset()) -> Plan:
-        """What applying would do now, and why (nothing is changed; Sifu is fetched if SIFU_REPO is set)."""
+        """What applying would do now, and why. Nothing in the engine changes; the project's secrets are
+        generated if missing (they are hashed into the notebook's config), and Sifu is fetched if
+        SIFU_REPO is set."""
         return self._plan(self._inputs_source(force))
 
     def converge(self, force: frozenset[str] = frozenset(), no_cache: bool = False, images_only: bool = False,

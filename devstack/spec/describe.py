@@ -7,6 +7,8 @@ does both.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..hosts import LOOPBACK_NAMES, is_wildcard
 from ..settings import Settings, setting_keys
 from .model import (
@@ -152,7 +154,7 @@ def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
     )
 
 
-def _proxy(settings: Settings, network: NetworkLayout, proxy_dir) -> ServiceSpec:  # noqa: ANN001 - a Path
+def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path) -> ServiceSpec:
     return ServiceSpec(
         name="proxy",
         container_name=f"{settings.project_name}-proxy",
