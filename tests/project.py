@@ -20,6 +20,7 @@ _CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parents[1]).encode()).hexd
 TEST_BASE_TAG = f"devstack-test/base-notebook:{_CHECKOUT}"
 TEST_NOTEBOOK_TAG = f"devstack-test/notebook:{_CHECKOUT}"
 NGINX_IMAGE = os.environ.get("NGINX_IMAGE", "nginx:stable")
+OPENRESTY_IMAGE = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
 PROJECT_LABEL = "devstack.project"
 
 
@@ -110,6 +111,7 @@ def new_project(base_dir: Path, name: str, kind: type[P] = Project, **settings: 
         "BASE_IMAGE_TAG": TEST_BASE_TAG,
         "NOTEBOOK_IMAGE_TAG": TEST_NOTEBOOK_TAG,
         "NGINX_IMAGE": NGINX_IMAGE,
+        "OPENRESTY_IMAGE": OPENRESTY_IMAGE,
         **settings,
     }
     project.write_env()

@@ -2,8 +2,9 @@
 
 On a machine that reaches Docker Hub the tags are pulled. Where no registry is
 reachable (CI here), `debian:bookworm-slim` is made with debootstrap and
-`docker import`, and the nginx image is built from it with Debian's nginx.
-An existing tag is never replaced.
+`docker import`, and the nginx and OpenResty images are built from it with
+Debian's nginx (and, for OpenResty, the modules it bundles), laid out like the
+official images. An existing tag is never replaced.
 
     python tests/seed.py            # seed what is missing
 """
@@ -21,6 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 DEBIAN_TAG = os.environ.get("BASE_FROM_IMAGE", "debian:bookworm-slim")
 NGINX_TAG = os.environ.get("NGINX_IMAGE", "nginx:stable")
+OPENRESTY_TAG = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HERE = Path(__file__).resolve().parent
 
@@ -61,12 +63,14 @@ def seed_debian(client: docker.DockerClient, tag: str) -> None:
                     subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-def seed_nginx(client: docker.DockerClient, tag: str, base: str) -> None:
-    client.images.build(path=str(HERE / "images" / "nginx"), tag=tag, buildargs={"BASE_FROM_IMAGE": base},
+def seed_from_debian(client: docker.DockerClient, image: str, tag: str, base: str) -> None:
+    """Build tests/images/<image> FROM the Debian image."""
+    client.images.build(path=str(HERE / "images" / image), tag=tag, buildargs={"BASE_FROM_IMAGE": base},
                         pull=False, rm=True, forcerm=True)
 
 
-def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG) -> None:
+def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG,
+                       openresty_tag: str = OPENRESTY_TAG) -> None:
     client = docker.from_env(timeout=600)
     try:
         if not _has(client, debian_tag) and not _try_pull(client, debian_tag):
@@ -74,7 +78,11 @@ def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG)
             seed_debian(client, debian_tag)
         if not _has(client, nginx_tag) and not _try_pull(client, nginx_tag):
             print(f"seeding {nginx_tag} from {debian_tag} with Debian's nginx", file=sys.stderr)
-            seed_nginx(client, nginx_tag, debian_tag)
+            seed_from_debian(client, "nginx", nginx_tag, debian_tag)
+        if not _has(client, openresty_tag) and not _try_pull(client, openresty_tag):
+            print(f"seeding {openresty_tag} from {debian_tag} with Debian's nginx and OpenResty's modules",
+                  file=sys.stderr)
+            seed_from_debian(client, "openresty", openresty_tag, debian_tag)
     finally:
         client.close()
 
