@@ -293,7 +293,9 @@ def config(
     rendered = render_proxy_config(spec.proxy, "<notebook-ip>")
     shown = settings.redacted()
     if output == "json":
-        payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files}
+        choice = spec.proxy.choice
+        payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files,
+                   "proxy_flavor": {"flavor": choice.flavor.name, "image": choice.image, "reason": choice.reason}}
         console().print_json(redact(json.dumps(payload)))
         return
     if output != "text":
@@ -301,6 +303,8 @@ def config(
     console().rule("settings")
     for key, value in shown.items():
         console().out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
+    console().rule("proxy")
+    console().out(spec.proxy.choice.describe(), highlight=False)
     for rel, content in rendered.files.items():
         console().rule(f"nginx: {rel}")
         console().out(redact(content.rstrip("\n")), highlight=False)

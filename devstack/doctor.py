@@ -213,6 +213,7 @@ def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
 
 def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
     findings = lint_stack(doctor.spec, doctor.settings)
+    flavor = CheckResult("proxy flavour", INFO, doctor.spec.proxy.choice.describe().removeprefix("proxy: "))
     proxy_findings = [f for f in findings if f.code != "frame-site"]
     results = [CheckResult("frame & cookies" if f.code == "frame-site" else "proxy lint",
                            FAIL if f.severity == "error" else WARN,
@@ -226,7 +227,7 @@ def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
                    ".NetworkSettings.IPAddress, which is empty there)" if not doctor.spec.network.host_mode
                    else "the upstreams use 127.0.0.1 (host network)")
         results.append(CheckResult("proxy upstreams", INFO, ip_note))
-    return results
+    return [flavor, *results]
 
 
 def check_proxy_loads(doctor: Doctor) -> list[CheckResult]:
@@ -243,7 +244,8 @@ def check_proxy_loads(doctor: Doctor) -> list[CheckResult]:
     if code == 0:
         return [CheckResult("nginx -t", PASS, f"the sidecar accepts {generation}")]
     rendered = render_proxy_config(doctor.spec.proxy, "0.0.0.0")  # for its map of files to their sources
-    return [CheckResult("nginx -t", FAIL, explain_nginx_error(output, generation, rendered),
+    message = explain_nginx_error(output, generation, rendered, doctor.spec.proxy.flavor.conf_dir)
+    return [CheckResult("nginx -t", FAIL, message,
                         "fix the file named, then `devstack up`")]
 
 

@@ -41,6 +41,7 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-
 
 SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
 NETWORK_MODES = ("bridge", "host")
+PROXY_FLAVORS = ("auto", "nginx", "openresty")
 
 # Inside the notebook container, Sifu and Jupyter listen where production has them
 # (stack.SIFU_CONTAINER_PORT, stack.JUPYTER_CONTAINER_PORT); the proxy serves them,
@@ -113,7 +114,14 @@ class Settings(BaseModel):
         "Name of the notebook container (for scripts that `docker exec` into it, e.g. proversity.jupyter.cont). "
         "Default: <project>-notebook."))
     nginx_image: str = Field("nginx:stable", alias="NGINX_IMAGE", description=(
-        "Image of the nginx sidecar that plays the EB host's nginx."))
+        "Image of the nginx sidecar that plays the EB host's nginx (PROXY_FLAVOR=nginx)."))
+    proxy_flavor: str = Field("auto", alias="PROXY_FLAVOR", description=(
+        "Which nginx plays the EB host's proxy. nginx: stock nginx (NGINX_IMAGE). openresty: OpenResty "
+        "(OPENRESTY_IMAGE), which production's deploy hook installs on the EB host. auto: OpenResty when the "
+        "project's .ebextensions install it or its proxy files use a directive only OpenResty's bundled "
+        "modules have (set_hmac_sha1 ...), stock nginx otherwise."))
+    openresty_image: str = Field("openresty/openresty:1.27.1.2-bookworm", alias="OPENRESTY_IMAGE", description=(
+        "Image of the sidecar when the proxy is OpenResty (PROXY_FLAVOR)."))
     base_from_image: str = Field("debian:bookworm-slim", alias="BASE_FROM_IMAGE", description=(
         "Public image the base image starts FROM (build argument BASE_FROM_IMAGE)."))
     base_image_tag: str = Field("proversity/base-notebook", alias="BASE_IMAGE_TAG", description=(
@@ -196,7 +204,14 @@ class Settings(BaseModel):
                              "at least 2 characters, starting with a letter or digit")
         return value
 
-    @field_validator("nginx_image", "base_from_image", "base_image_tag", "notebook_image_tag")
+    @field_validator("proxy_flavor")
+    @classmethod
+    def _check_proxy_flavor(cls, value: str) -> str:
+        if value not in PROXY_FLAVORS:
+            raise ValueError(f"must be one of {', '.join(PROXY_FLAVORS)}")
+        return value
+
+    @field_validator("nginx_image", "openresty_image", "base_from_image", "base_image_tag", "notebook_image_tag")
     @classmethod
     def _check_image(cls, value: str) -> str:
         if not _IMAGE_REF.match(value):

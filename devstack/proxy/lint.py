@@ -12,12 +12,14 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .modules import module_of
 from .nginxconf import Directive, ParsedFile, listen_port, parse_file
 from .render import RenderedProxy, render_proxy_config
 from ..settings import Settings
 from ..cookie import COOKIE_NAME
 from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, same_site, host_pattern
-from ..spec import Listener, NetworkLayout, StackSpec
+from ..spec import NGINX, Flavor, Listener, NetworkLayout, StackSpec
+from ..spec.flavor import FLAVOR_SETTING
 
 # Log formats nginx knows without a log_format directive.
 BUILTIN_LOG_FORMATS = {"combined"}
@@ -25,6 +27,8 @@ BUILTIN_LOG_FORMATS = {"combined"}
 IMAGE_FILES = {"mime.types", "fastcgi_params", "fastcgi.conf", "scgi_params", "uwsgi_params",
                "koi-utf", "koi-win", "win-utf"}
 EB_PREFIX = "/etc/nginx/"  # EB's nginx prefix: absolute includes there mean the tree devstack renders
+# The finding that nginx -t is certain to refuse, with a better message than its own: `up` stops on it.
+MODULE_MISSING = "module-missing"
 SERVICE_NAMES = {"sifu": "Sifu", "jupyter": "Jupyter", "docker": "the container's first port (Sifu)"}
 
 
@@ -55,6 +59,7 @@ class LintContext:
     network: NetworkLayout  # the listeners: which port nginx must serve for Sifu, for Jupyter
     edx_origin: str
     hostnames: tuple[str, ...] = LOOPBACK_NAMES  # the Host names the stack is served under
+    flavor: Flavor = NGINX  # the nginx that loads the configuration, and the modules it has
 
     @property
     def served_ports(self) -> set[int]:
@@ -78,6 +83,7 @@ def lint_context(spec: StackSpec) -> LintContext:
         network=proxy.network,
         edx_origin=proxy.edx_origin,
         hostnames=proxy.hostnames,
+        flavor=proxy.flavor,
     )
 
 
@@ -118,6 +124,7 @@ def lint_rendered(rendered: RenderedProxy, ctx: LintContext, own_templates: Path
                              "correct the syntax (nginx -t in the sidecar would refuse it too)", "syntax")
                      for line, message in file.errors]
         findings += check_upstream_ports(file, ctx)
+        findings += check_modules(file, ctx)
         if is_project:
             findings += check_routes(file, ctx)
             findings += check_listens(file, ctx)
@@ -166,6 +173,21 @@ def check_upstream_ports(file: ParsedFile, ctx: LintContext) -> list[Finding]:
             "error", file.path, directive.line,
             f"upstream {name} points at port {port}{belongs}; {SERVICE_NAMES.get(name, name)} listens on {expected}",
             f"write `server {host}:{expected};` in upstream {name}", "upstream-port"))
+    return findings
+
+
+def check_modules(file: ParsedFile, ctx: LintContext) -> list[Finding]:
+    """A directive of a module the running flavour lacks: nginx refuses the file (`unknown directive`)."""
+    findings = []
+    for directive in file.walk():
+        module = module_of(directive.name)
+        if module is None or module in ctx.flavor.modules:
+            continue
+        findings.append(Finding(
+            "error", file.path, directive.line,
+            f"`{directive.name}` comes with the {module} module, which {ctx.flavor.title} lacks "
+            f"({FLAVOR_SETTING}={ctx.flavor.name}); OpenResty bundles it, as production's EB host ran",
+            f"set {FLAVOR_SETTING}=openresty (or auto) in .env, or remove the directive", MODULE_MISSING))
     return findings
 
 

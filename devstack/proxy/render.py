@@ -234,22 +234,28 @@ class ProxyConfigStore:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def explain_nginx_error(output: str, generation: str, rendered: RenderedProxy) -> str:
-    """nginx's own message, with the sidecar's paths replaced by the files the user edits."""
-    prefix = f"{PROXY_MOUNT}/{generation}/"
+def explain_nginx_error(output: str, generation: str, rendered: RenderedProxy, conf_dir: str = "") -> str:
+    """nginx's own message, with the sidecar's paths (a generation's, or where the loaded one is linked
+    in the image's folder) replaced by the files the user edits."""
+    prefixes = [f"{PROXY_MOUNT}/{generation}/"]
+    if conf_dir:
+        prefixes.append(conf_dir.rstrip("/") + "/")
     lines = [line for line in output.splitlines() if "[emerg]" in line or "[crit]" in line or "[alert]" in line]
     message = " / ".join(lines) if lines else " ".join(output.split())
 
     def to_source(match: re.Match[str]) -> str:
-        rel, line = match[1], match[2]
+        rel, line = match[2], match[3]
         source = rendered.sources.get(rel)
         if source is None:
             return match[0]
         shown = f"{source}:{line}"
         return shown if not source.name.endswith(".j2") else f"{shown} (rendered as {rel})"
 
-    message = re.sub(re.escape(prefix) + r"([^\s:]+):(\d+)", to_source, message)
-    return message.replace(prefix, "")
+    alternatives = "|".join(re.escape(prefix) for prefix in prefixes)
+    message = re.sub(rf"({alternatives})([^\s:]+):(\d+)", to_source, message)
+    for prefix in prefixes:
+        message = message.replace(prefix, "")
+    return message
 
 
 def _read_tree(folder: Path) -> dict[str, str]:

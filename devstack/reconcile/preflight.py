@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..docker.engine import ContainerInfo, Engine
-from ..errors import ConfigError, ConflictError
+from ..errors import ConfigError, ConflictError, ProxyConfigError
 from ..events import Info, Warned
-from ..proxy.lint import Finding, lint_stack
+from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..spec import LABEL_PROJECT, SIFU_MOUNT, HostPort, StackSpec
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 def check(stack: Stack) -> None:
     """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
-    report_lint(stack)
+    stack.notify(Info(spec.proxy.choice.describe(), "proxy"))
+    report_lint(stack, enforce=True)
     check_ports(stack)
     check_sources(stack)
     if settings.sifu_src_path is not None:
@@ -44,12 +45,18 @@ def check(stack: Stack) -> None:
                             "the notebook's processes listen on the host's own ports", "notebook"))
 
 
-def report_lint(stack: Stack) -> list[Finding]:
+def report_lint(stack: Stack, enforce: bool = False) -> list[Finding]:
     """The proxy lint and the frame/cookie check, before anything starts: reported, not enforced
-    (EB would load the same files; `nginx -t` in the sidecar is what refuses a configuration)."""
+    (EB would load the same files; `nginx -t` in the sidecar is what refuses a configuration), except,
+    with `enforce`, a directive of a module the flavour lacks: certain to be refused, and better named
+    here (its module, the flavour that has it) than by nginx's `unknown directive`."""
     findings = lint_stack(stack.spec, stack.settings)
+    refused = [f for f in findings if enforce and f.code == MODULE_MISSING]
     for finding in findings:
-        stack.notify(Warned(finding.describe(), "proxy"))
+        if finding not in refused:
+            stack.notify(Warned(finding.describe(), "proxy"))
+    if refused:
+        raise ProxyConfigError(f"{refused[0].describe()} (nginx would refuse the file: nothing was started)")
     return findings
 
 

@@ -9,8 +9,9 @@ from typing import Any
 from ..docker.engine import ContainerInfo, ContainerShell, Engine
 from ..errors import EngineError, ProxyConfigError
 from ..events import Notify, ProxyLoaded
-from ..proxy.render import RELOAD_AND_WAIT, ProxyConfigStore, explain_nginx_error, render_proxy_config
-from ..spec import LABEL_SERVICE, PROXY_PREPARE, StackSpec
+from ..proxy.render import (RELOAD_AND_WAIT, ProxyConfigStore, RenderedProxy, explain_nginx_error,
+                            render_proxy_config)
+from ..spec import LABEL_SERVICE, StackSpec, link_loaded_config, proxy_prepare
 from ..state import ensure_state_dir
 
 
@@ -32,7 +33,8 @@ class ProxyLoader:
             raise EngineError("the notebook container is not running or has no address, so the proxy has no "
                               "upstream: run `devstack up`")
         rendered = render_proxy_config(self.spec.proxy, address)
-        if self.store.current_files() == rendered.files:
+        served = self.store.current_files()
+        if served == rendered.files:
             return False
         ensure_state_dir(self.spec.state_dir)
         generation = self.store.stage(rendered)
@@ -42,8 +44,13 @@ class ProxyLoader:
             if code != 0:
                 self.store.discard(generation)
                 raise ProxyConfigError("nginx rejected the new proxy configuration, the running one is kept: "
-                                       + explain_nginx_error(output, generation, rendered))
+                                       + self._explain(output, generation, rendered))
             self.store.activate(generation)
+            if _top_level(rendered.files) != _top_level(served or {}):
+                # An entry the sidecar has no link for yet (or one gone): link the loaded tree again.
+                code, output = self._in_proxy(proxy, ["sh", "-c", link_loaded_config(self.spec.proxy.flavor)])
+                if code != 0:
+                    raise ProxyConfigError(f"could not link {generation} where nginx reads it: {output.strip()}")
             # SIGHUP to nginx's master: re-read the configuration, no dropped connections; done when
             # no worker of the old configuration accepts connections any more.
             code, output = self._in_proxy(proxy, ["sh", "-c", RELOAD_AND_WAIT])
@@ -58,17 +65,20 @@ class ProxyLoader:
         # No sidecar to ask yet: the same nginx checks it in a throwaway container of its image,
         # so that a configuration nginx rejects is never the one the sidecar starts with.
         proxy_spec = self.spec.service("proxy")
-        check = f"{PROXY_PREPARE} && exec nginx -t -c {self.store.container_path(generation)}"
+        check = f"{proxy_prepare(self.spec.proxy.flavor)} && exec nginx -t -c {self.store.container_path(generation)}"
         code, output = self.engine.run_once(proxy_spec.image, ["/bin/sh", "-c"], [check], proxy_spec.mounts,
                                             {**self.spec.labels, LABEL_SERVICE: "proxy-check"})
         if code != 0:
             self.store.discard(generation)
             raise ProxyConfigError("nginx rejected the proxy configuration, so the proxy was not started: "
-                                   + explain_nginx_error(output, generation, rendered))
+                                   + self._explain(output, generation, rendered))
         self.store.activate(generation)
         self.notify(ProxyLoaded(f"proxy configuration {generation} checked and written (notebook at {address})",
                                 "proxy", generation))
         return True
+
+    def _explain(self, output: str, generation: str, rendered: RenderedProxy) -> str:
+        return explain_nginx_error(output, generation, rendered, self.spec.proxy.flavor.conf_dir)
 
     def _in_proxy(self, proxy: ContainerInfo, argv: list[str]) -> tuple[int, str]:
         """Run a command in the sidecar through a shell kept open there (watching reloads often);
@@ -89,3 +99,8 @@ class ProxyLoader:
             shell[1].close()
             self._shell = None
             return self.engine.exec(proxy.id, argv)
+
+
+def _top_level(files: dict[str, str]) -> set[str]:
+    """The entries of a configuration tree's root (nginx.conf, conf.d, sites-enabled ...)."""
+    return {rel.split("/", 1)[0] for rel in files}

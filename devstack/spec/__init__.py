@@ -8,7 +8,6 @@ from .model import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     PROXY_MOUNT,
-    PROXY_PREPARE,
     SECRETS_MOUNT,
     SIFU_MOUNT,
     HostPort,
@@ -19,13 +18,18 @@ from .model import (
     ServiceSpec,
     StackSpec,
     Upstream,
+    link_loaded_config,
+    proxy_command,
+    proxy_prepare,
 )
+from .flavor import FLAVORS, NGINX, OPENRESTY, Flavor, ProxyChoice
 from .network import JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, Listener, NetworkLayout, network_layout
 from .project import DockerEnvsRequest, ProjectFacts, ProjectProxyFiles, read_project
 
 __all__ = [
     "JUPYTER_CONTAINER_PORT", "SIFU_CONTAINER_PORT", "LABEL_CONFIG_HASH", "LABEL_CONTEXT_HASH", "LABEL_IMAGE", "LABEL_PROJECT", "LABEL_SERVICE", "PROXY_MOUNT",
-    "PROXY_PREPARE", "SECRETS_MOUNT", "SIFU_MOUNT", "DockerEnvsRequest", "HostPort", "ImageSpec", "Listener",
+    "SECRETS_MOUNT", "SIFU_MOUNT", "DockerEnvsRequest", "HostPort", "ImageSpec", "Listener",
     "MountSpec", "NetworkLayout", "PortSpec", "ProjectFacts", "ProjectProxyFiles", "ProxySpec", "ServiceSpec",
     "StackSpec", "Upstream", "describe_stack", "load_stack", "network_layout", "read_project", "served_hostnames",
+    "FLAVORS", "NGINX", "OPENRESTY", "Flavor", "ProxyChoice", "link_loaded_config", "proxy_command", "proxy_prepare",
 ]

@@ -15,7 +15,6 @@ from .model import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     PROXY_MOUNT,
-    PROXY_PREPARE,
     SECRETS_MOUNT,
     SIFU_MOUNT,
     HostPort,
@@ -26,9 +25,11 @@ from .model import (
     ServiceSpec,
     StackSpec,
     Upstream,
+    proxy_command,
     public_host,
     stack_urls,
 )
+from .flavor import FLAVOR_SETTING, FLAVORS, NGINX, OPENRESTY, ProxyChoice
 from .network import HOST_MODE_PORT_OFFSET, NetworkLayout, network_layout
 from .project import ProjectFacts, proxy_source_folders, read_project
 
@@ -58,11 +59,12 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
     hostnames = served_hostnames(settings)
     docker_envs_path = state_dir / "docker_envs" if project.docker_envs else None
     proxy_dir = state_dir / "proxy"
+    choice = proxy_choice(settings, project)
     return StackSpec(
         project=settings.project_name,
         network=network,
         images=(base, final),
-        services=(_notebook(settings, project, network, hostnames), _proxy(settings, network, proxy_dir)),
+        services=(_notebook(settings, project, network, hostnames), _proxy(settings, network, proxy_dir, choice)),
         proxy=ProxySpec(
             network=network,
             upstreams=(
@@ -74,6 +76,7 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
             server_templates=settings.proxy_templates_path,
             config_dir=proxy_dir,
             edx_origin=settings.edx_origin,
+            choice=choice,
             project_files=project.proxy_files,
             sources=proxy_source_folders(settings.project_dir),
             hostnames=hostnames,
@@ -85,6 +88,20 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         docker_envs=project.docker_envs,
         docker_envs_path=docker_envs_path,
     )
+
+
+def proxy_choice(settings: Settings, project: ProjectFacts) -> ProxyChoice:
+    """PROXY_FLAVOR when it names one; `auto`: OpenResty when the project installs it on its EB host or
+    its proxy files need OpenResty's modules (stock nginx would refuse them), stock nginx otherwise."""
+    images = {NGINX.name: settings.nginx_image, OPENRESTY.name: settings.openresty_image}
+    if settings.proxy_flavor in FLAVORS:
+        flavor = FLAVORS[settings.proxy_flavor]
+        return ProxyChoice(flavor, images[flavor.name], f"as {FLAVOR_SETTING}={flavor.name} asks")
+    evidence = project.openresty_installer or project.openresty_directive
+    if evidence is not None:
+        return ProxyChoice(OPENRESTY, images[OPENRESTY.name], f"because {evidence} ({FLAVOR_SETTING}=auto)")
+    return ProxyChoice(NGINX, images[NGINX.name], f"since nothing in the project asks for OpenResty "
+                                                  f"({FLAVOR_SETTING}=auto)")
 
 
 def served_hostnames(settings: Settings) -> tuple[str, ...]:
@@ -154,13 +171,13 @@ def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
     )
 
 
-def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path) -> ServiceSpec:
+def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: ProxyChoice) -> ServiceSpec:
     return ServiceSpec(
         name="proxy",
         container_name=f"{settings.project_name}-proxy",
-        image=settings.nginx_image,
+        image=choice.image,
         entrypoint=("/bin/sh", "-c"),
-        command=(f"{PROXY_PREPARE} && exec nginx -c {PROXY_MOUNT}/current/nginx.conf -g 'daemon off;'",),
+        command=(proxy_command(choice.flavor),),
         mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),),
         ports=tuple(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
                     for listener in network.listeners) if network.publishes else (),

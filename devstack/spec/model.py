@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
+from .flavor import Flavor, ProxyChoice
 from .network import NetworkLayout
 from .project import DockerEnvsRequest, ProjectProxyFiles
 
@@ -24,10 +25,8 @@ LABEL_CONTEXT_HASH = "devstack.context-hash"
 LABEL_IMAGE = "devstack.image"
 
 
-# Where the sidecar finds the rendered configuration (a read-only bind mount).
+# Where the sidecar finds the rendered generations (a read-only bind mount); `current` is the loaded one.
 PROXY_MOUNT = "/etc/devstack-proxy"
-# What the sidecar does before nginx starts: the healthd folder writable by the workers, as on EB.
-PROXY_PREPARE = "mkdir -p /var/log/nginx/healthd && chmod 0777 /var/log/nginx/healthd"
 # Where the notebook container finds the per-project secrets (a read-only bind mount).
 SECRETS_MOUNT = "/run/devstack-secrets"
 # Where the final image keeps Sifu's source (compose/notebook/Dockerfile); SIFU_SRC is mounted over it.
@@ -100,12 +99,17 @@ class ProxySpec:
     server_templates: Path  # devstack's own template tree (nginx/)
     config_dir: Path  # where rendered generations are written (mounted into the sidecar)
     edx_origin: str
+    choice: ProxyChoice  # stock nginx or OpenResty, its image, and why
     # The project's own EB proxy files (loaded unchanged), and every folder they may live in
     # (existing or not): what a watcher treats as proxy configuration.
     project_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
     sources: tuple[Path, ...] = ()
     # The Host names the stack answers to; devstack's own servers refuse any other (DNS rebinding).
     hostnames: tuple[str, ...] = LOOPBACK_NAMES
+
+    @property
+    def flavor(self) -> Flavor:
+        return self.choice.flavor
 
     @property
     def sifu_port(self) -> int:
@@ -123,6 +127,31 @@ class ProxySpec:
     def layout(self) -> str:
         """Where the server files come from: "bundled" (devstack's), or the project's EB platforms."""
         return self.project_files.layout
+
+
+def proxy_prepare(flavor: Flavor) -> str:
+    """What the sidecar, and the throwaway container that checks a first configuration, do before nginx
+    runs: the healthd folder writable by the workers, as on EB; for OpenResty, /etc/nginx linked to its
+    configuration folder, as production's install script links it."""
+    steps = ["mkdir -p /var/log/nginx/healthd", "chmod 0777 /var/log/nginx/healthd"]
+    if flavor.links_etc_nginx:
+        steps.append(f"{{ [ -L /etc/nginx ] || {{ rm -rf /etc/nginx && ln -s {flavor.conf_dir} /etc/nginx; }}; }}")
+    return " && ".join(steps)
+
+
+def link_loaded_config(flavor: Flavor) -> str:
+    """Each entry of the loaded generation linked into the image's configuration folder, where its nginx
+    reads with no `-c`: what a QA engineer types on the EB host (`nginx -T`, `nginx -s reload`) acts on
+    what is loaded. The links go through `current`, so they follow each activation; an entry that no
+    generation has any more loses its link."""
+    conf, current = flavor.conf_dir, f"{PROXY_MOUNT}/current"
+    return (f'{{ for f in {conf}/*; do case "$(readlink "$f")" in {current}/*) [ -e "$f" ] || rm -f "$f";; esac; '
+            f'done; for f in {current}/*; do n="${{f##*/}}"; [ "$(readlink "{conf}/$n")" = "$f" ] || '
+            f'{{ rm -rf "{conf}/$n" && ln -s "$f" "{conf}/$n"; }} || exit 1; done; }}')
+
+
+def proxy_command(flavor: Flavor) -> str:
+    return f"{proxy_prepare(flavor)} && {link_loaded_config(flavor)} && exec nginx -g 'daemon off;'"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from ..noise import is_config_noise
+from ..proxy.modules import module_of
+from ..proxy.nginxconf import parse_file
 from ..settings import Settings
 
 AL1_SERVERS = Path(".ebextensions/.nginx/proxy")
@@ -140,6 +144,85 @@ def docker_envs_text(environment: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- OpenResty ------------------------------------------------------------
+
+EBEXTENSIONS = Path(".ebextensions")
+# A script a hook runs (`bash $EB_APP_DEPLOY_DIR/install_openresty.sh`): its name, looked up in the project.
+_SCRIPT = re.compile(r"[\w./$-]*?([\w.-]+\.sh)\b")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A line of a project's file that says something about the stack, for messages."""
+
+    path: Path
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line} {self.what}"
+
+
+def find_openresty_installer(project_dir: Path) -> Evidence | None:
+    """The first `.ebextensions` hook or command that installs OpenResty itself, or runs a script of
+    the project's that does (production: a pre-deploy hook runs `install_openresty.sh`)."""
+    for config in sorted((project_dir / EBEXTENSIONS).glob("*.config")):
+        try:
+            text = config.read_text(encoding="utf-8")
+            document = yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # EB skips a file it cannot read, with a warning
+        for snippet in _hook_texts(document):
+            for script in _SCRIPT.findall(snippet):
+                path = next((p for p in (project_dir / script, project_dir / EBEXTENSIONS / script) if p.is_file()),
+                            None)
+                if path is not None and "openresty" in _read_text(path).lower():
+                    return Evidence(config, _line_of(text, script), f"runs {script}, which installs OpenResty")
+            mention = next((line.strip() for line in snippet.splitlines() if "openresty" in line.lower()), None)
+            if mention is not None:
+                return Evidence(config, _line_of(text, mention), "installs OpenResty")
+    return None
+
+
+def _hook_texts(document: object) -> list[str]:
+    """What EB runs from one `.ebextensions` file: `files` contents and `commands`/`container_commands`."""
+    if not isinstance(document, dict):
+        return []
+    texts: list[str] = []
+    files = document.get("files")
+    if isinstance(files, dict):
+        texts += [str(entry.get("content", "")) for entry in files.values() if isinstance(entry, dict)]
+    for section in ("commands", "container_commands"):
+        commands = document.get(section)
+        if isinstance(commands, dict):
+            for entry in commands.values():
+                command = entry.get("command", "") if isinstance(entry, dict) else ""
+                texts.append(" ".join(command) if isinstance(command, list) else str(command))
+    return texts
+
+
+def find_openresty_directive(files: ProjectProxyFiles) -> Evidence | None:
+    """The first directive of the loaded proxy files that only OpenResty's bundled modules provide."""
+    for path in files.al1_servers + files.al2_http + files.al2_locations:
+        for directive in parse_file(path).walk():
+            module = module_of(directive.name)
+            if module is not None:
+                return Evidence(path, directive.line, f"uses {directive.name} ({module} module)")
+    return None
+
+
+def _line_of(text: str, needle: str) -> int:
+    index = text.lower().find(needle.lower())
+    return text.count("\n", 0, index) + 1 if index >= 0 else 1
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 # -- all of it --------------------------------------------------------------
 
 
@@ -151,6 +234,9 @@ class ProjectFacts:
     host_gid: int
     proxy_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
     docker_envs: DockerEnvsRequest | None = None
+    # Why the project's proxy is OpenResty, if it is: a hook installs it, a proxy file needs its modules.
+    openresty_installer: Evidence | None = None
+    openresty_directive: Evidence | None = None
 
 
 def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
@@ -165,9 +251,12 @@ def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
 def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> ProjectFacts:
     """Read what the description depends on; `ids` overrides the notebooks folder's owner."""
     uid, gid = ids if ids is not None else host_ids(settings.notebooks_path)
+    proxy_files = find_project_proxy_files(settings.project_dir)
     return ProjectFacts(
         host_uid=uid,
         host_gid=gid,
-        proxy_files=find_project_proxy_files(settings.project_dir),
+        proxy_files=proxy_files,
         docker_envs=docker_envs_request(settings.docker_envs_file, settings.notebook_context_path / "Dockerfile"),
+        openresty_installer=find_openresty_installer(settings.project_dir),
+        openresty_directive=find_openresty_directive(proxy_files),
     )
