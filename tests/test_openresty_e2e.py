@@ -91,3 +91,27 @@ def test_under_stock_nginx_the_historical_file_is_refused_before_anything_starts
     label = {"label": f"{PROJECT_LABEL}={project.name}"}
     assert docker_client.containers.list(all=True, filters=label) == []
     assert docker_client.networks.list(filters=label) == []
+
+
+def test_under_stock_nginx_a_watched_save_of_a_project_file_is_reloaded_too(project, docker_client):
+    shutil.copytree(FIXTURES / "eb-al1", project.dir, dirs_exist_ok=True)
+    result = project.run("up", "-d")
+    assert "proxy: stock nginx (" in result.stdout
+    proxy = sidecar(docker_client, project)
+    started = (proxy.id, proxy.attrs["State"]["StartedAt"])
+    watch = project.start("watch")
+    try:
+        watch.wait_for_line("watching ")
+        mark = watch.mark()
+        path = project.dir / JUPYTER_FILE
+        path.write_text(path.read_text().replace("    location / {", "    add_header X-Saved yes always;\n"
+                                                                     "    location / {", 1))
+        watch.wait_for_line("checked and reloaded", after=mark)
+        assert httpx.get(f"{project.jupyter_url}/api/status", trust_env=False).headers["x-saved"] == "yes"
+        code, dump = exec_in(proxy, "nginx", "-T")
+        assert code == 0 and "# configuration file /etc/nginx/sites-enabled/" \
+                              "elasticbeanstalk-nginx-jupyter-proxy.conf:" in dump and "X-Saved yes" in dump
+        proxy.reload()
+        assert (proxy.id, proxy.attrs["State"]["StartedAt"]) == started
+    finally:
+        watch.stop()
