@@ -7,7 +7,7 @@ answers. Also shown: the same by hand with `docker exec ... nginx -s reload` ins
 The clock starts before the file is written and stops when both 3334 and 3335 answer with
 the new configuration (a header that changes with each save), polled on fresh connections.
 
-    .venv/bin/python bench/proxy_reload.py [--runs 15]
+    .venv/bin/python bench/proxy_reload.py [--runs 15] [--flavor nginx|openresty]
 """
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ def set_header(files: list[Path], value: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--flavor", choices=("nginx", "openresty"), default="nginx", help="PROXY_FLAVOR of both stacks")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
     # Two stacks side by side: restarting a proxy by hand must not disturb the one devstack watches.
-    watched, manual = make_project(root, "proxyw"), make_project(root, "proxyh")
+    watched, manual = (make_project(root, label, PROXY_FLAVOR=args.flavor) for label in ("proxyw", "proxyh"))
     templates = watched.own_templates()
     sources = [templates / "sites-enabled" / name for name in ("sifu.conf.j2", "jupyter.conf.j2")]
     for project in (watched, manual):
@@ -105,17 +106,19 @@ def main() -> None:
         for project in (watched, manual):
             project.down()
     ratio = median(devstack) / median(restart)
-    report("proxy_reload", "Benchmark 1: proxy configuration saved -> new configuration answering on 3334 and 3335", [
+    name = "proxy_reload" if args.flavor == "nginx" else f"proxy_reload_{args.flavor}"
+    report(name, "Benchmark 1: proxy configuration saved -> new configuration answering on 3334 and 3335", [
         ("devstack watch (save -> answering)", devstack, "s"),
         ("  devstack's own timeline: save -> reloaded (old workers no longer accepting)", reported, "s"),
         ("baseline: docker restart proxy", restart, "s"),
         ("reference: docker exec nginx -s reload", reload, "s"),
-    ], {"ratio_devstack_to_restart": round(ratio, 3),
+    ], {"flavor": args.flavor,
+        "ratio_devstack_to_restart": round(ratio, 3),
         "quiet_period_s": QUIET_SECONDS,
         "watched_sidecar_restarted": restarted,
         "ratio_devstack_to_reload_by_hand": round(median(devstack) / median(reload), 3),
         "target_median_s": 0.3, "target_met": median(devstack) <= 0.3},
-        command=f"python bench/proxy_reload.py --runs {args.runs}")
+        command=f"python bench/proxy_reload.py --runs {args.runs} --flavor {args.flavor}")
 
 
 if __name__ == "__main__":
