@@ -144,7 +144,8 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
     proxy = spec.service("proxy")
     proxy_image = observed.images.get(proxy.image)
     if proxy_image is None:
-        steps.append(Step(Verb.PULL, "proxy", f"{proxy.image} (NGINX_IMAGE) is not on this machine"))
+        setting = spec.proxy.flavor.image_setting
+        steps.append(Step(Verb.PULL, "proxy", f"{proxy.image} ({setting}) is not on this machine"))
     if notebook_steps or inputs.proxy_files is None:
         steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", "the notebook container gets a new address", ready=False))
     elif dict(inputs.proxy_files) != dict(observed.proxy_files):

@@ -38,8 +38,9 @@ class ProxyLoader:
             return False
         ensure_state_dir(self.spec.state_dir)
         generation = self.store.stage(rendered)
-        proxy = self.engine.container(self.spec.service("proxy").container_name)
-        if proxy is not None and proxy.running:
+        proxy_spec = self.spec.service("proxy")
+        proxy = self.engine.container(proxy_spec.container_name)
+        if proxy is not None and proxy.running and self._runs_image(proxy, proxy_spec.image):
             code, output = self._in_proxy(proxy, ["nginx", "-t", "-c", self.store.container_path(generation)])
             if code != 0:
                 self.store.discard(generation)
@@ -62,9 +63,9 @@ class ProxyLoader:
             self.notify(ProxyLoaded(f"proxy configuration {generation} checked and reloaded (notebook at {address})",
                                     "proxy", generation))
             return True
-        # No sidecar to ask yet: the same nginx checks it in a throwaway container of its image,
-        # so that a configuration nginx rejects is never the one the sidecar starts with.
-        proxy_spec = self.spec.service("proxy")
+        # No sidecar to ask yet (or one of another image, which the plan replaces: the flavour changed):
+        # the nginx that will serve it checks it in a throwaway container of its image, so that a
+        # configuration nginx rejects is never the one the sidecar starts with.
         check = f"{proxy_prepare(self.spec.proxy.flavor)} && exec nginx -t -c {self.store.container_path(generation)}"
         code, output = self.engine.run_once(proxy_spec.image, ["/bin/sh", "-c"], [check], proxy_spec.mounts,
                                             {**self.spec.labels, LABEL_SERVICE: "proxy-check"})
@@ -76,6 +77,10 @@ class ProxyLoader:
         self.notify(ProxyLoaded(f"proxy configuration {generation} checked and written (notebook at {address})",
                                 "proxy", generation))
         return True
+
+    def _runs_image(self, proxy: ContainerInfo, image: str) -> bool:
+        found = self.engine.image(image)
+        return found is not None and found.id == proxy.image_id
 
     def _explain(self, output: str, generation: str, rendered: RenderedProxy) -> str:
         return explain_nginx_error(output, generation, rendered, self.spec.proxy.flavor.conf_dir)

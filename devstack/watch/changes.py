@@ -213,10 +213,18 @@ class ChangeLoop:
             acted = bool(applied)
         if plan.proxy:
             self._say(Activity("checking the proxy configuration (nginx -t) and reloading nginx"))
+            sidecar = stack.spec.service("proxy")
             stack.describe_again()  # which of the project's EB proxy files exist now
             if stack.spec.proxy.project_files.any:
                 stack.report_lint()  # findings on the project's EB files, as `up` shows them
-            if stack.reload_proxy():
+            if stack.spec.service("proxy") != sidecar:
+                # The saved files changed the proxy's flavour (PROXY_FLAVOR=auto): another image, so the
+                # sidecar is replaced, as `up` would replace it; its configuration is checked by that image.
+                self._say(Info(stack.spec.proxy.choice.describe(), "proxy"))
+                applied = stack.converge(before=self._before_step, after=self._after_step)
+                timeline.mark("recreated")
+                acted = acted or bool(applied)
+            elif stack.reload_proxy():
                 timeline.mark("reloaded")
                 acted = True
         if plan.sifu and not restarted_sifu:  # a new notebook container started Sifu anew already

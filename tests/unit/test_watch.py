@@ -13,7 +13,7 @@ from dataclasses import replace
 from memory_engine import MemoryEngine
 
 from devstack.errors import BuildError
-from devstack.events import ChangeApplied, ChangeFailed, ChangeSeen, NothingToApply, Warned
+from devstack.events import ChangeApplied, ChangeFailed, ChangeSeen, Info, NothingToApply, Warned
 from devstack.noise import is_noise
 from devstack.reconcile import Stack
 from devstack.reconcile.running import Running
@@ -448,3 +448,20 @@ def test_a_project_proxy_folder_is_watched_for_before_it_exists(layout):
     assert classify([str(project / ".ebextensions" / "01_eb_files.config")], targets).empty
     (project / ".platform" / "nginx" / "conf.d").mkdir(parents=True)
     assert dict(targets.roots())[project / ".platform" / "nginx" / "conf.d"] is True
+
+
+def test_a_saved_proxy_file_that_needs_openresty_replaces_the_sidecar_with_openresty(layout):
+    project, _ = layout
+    loop, memory, events, clock = make_loop(layout)
+    memory.add_image("openresty/openresty:1.27.1.2-bookworm")
+    proxy_file = project / ".ebextensions/.nginx/proxy/jupyter.conf"
+    save(loop, proxy_file, content="server {\n    listen 3335;\n    set_hmac_sha1 $sig $secret $cookie_T;\n"
+                                   "    location / { proxy_pass http://jupyter; }\n}\n")
+    drain(loop, clock)
+    # Checked by the nginx that will serve it (a throwaway OpenResty), never by the stock nginx running.
+    assert "nginx -t (throwaway)" in memory.ops and not changed(memory.ops, "exec nginx -t")
+    proxy = loop.stack.spec.service("proxy").container_name
+    assert f"remove {proxy}" in memory.ops and f"create {proxy}" in memory.ops
+    assert loop.stack.spec.service("proxy").image == "openresty/openresty:1.27.1.2-bookworm"
+    assert any(isinstance(e, Info) and e.message.startswith("proxy: OpenResty") for e in events)
+    assert isinstance(events[-1], ChangeApplied)
