@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .docker.engine import ContainerInfo, Engine, where_docker_is
 from .errors import DevstackError
+from .app_lint import ebextensions_inventory, lint_app
 from .proxy.lint import lint_stack
 from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .reconcile.preflight import holds, port_problems
@@ -156,6 +157,10 @@ def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
                                    f"chown {doctor.uid} {folder} (or chmod u+w)"))
     owner = folder.stat().st_uid
     me = doctor.uid
+    if doctor.spec.app.own:
+        results.append(CheckResult("notebook user", INFO, "the project's own image decides who writes there "
+                                   "(production's runs as root, so the files are root's)"))
+        return results
     if owner == 0 and me != 0:
         results.append(CheckResult("notebook user", WARN, f"{folder} belongs to root, so Jupyter runs as root "
                                    "and what it writes there is root's", f"sudo chown -R {me}:{os.getgid()} {folder}"))
@@ -176,6 +181,9 @@ def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
 def check_token(doctor: Doctor) -> list[CheckResult]:
     settings = doctor.settings
     name = "deployment token"
+    if doctor.spec.app.own:
+        return [CheckResult(name, PASS, "the project's own builds get any file holding it (its .deployment_token) "
+                                        "empty: the token reaches no layer")]
     if not settings.sifu_repo:
         return [CheckResult(name, PASS, "not needed: SIFU_REPO is not set, the Sifu stand-in is used")]
     token_file = settings.project_dir / DEPLOYMENT_TOKEN_FILE
@@ -200,7 +208,10 @@ def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
     results = [CheckResult(name, PASS, f"provided read-only at {request.target} (asked by {request.reason}), "
                                        "from the resolved settings without DEPLOYMENT_TOKEN and JUPYTER_TOKEN")]
     in_context = doctor.spec.image("notebook").context / "docker_envs"
-    if request.dockerfile_copy and not in_context.exists():
+    if doctor.spec.app.own and request.dockerfile_copy:
+        results.append(CheckResult(name, PASS, "devstack places it in the final build's context, as production's "
+                                               "pre-deploy hook writes it into the deploy folder"))
+    elif request.dockerfile_copy and not in_context.exists():
         results.append(CheckResult(name, FAIL, f"the notebook Dockerfile COPYs docker_envs at build time and "
                                    f"{in_context} does not exist: the build fails at that step",
                                    "drop the COPY (devstack mounts the file at run time), or keep an empty "
@@ -228,6 +239,18 @@ def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
                    else "the upstreams use 127.0.0.1 (host network)")
         results.append(CheckResult("proxy upstreams", INFO, ip_note))
     return [flavor, *results]
+
+
+def check_app(doctor: Doctor) -> list[CheckResult]:
+    """The project's own app files: their traps, and each .ebextensions entry with what devstack does."""
+    spec = doctor.spec
+    if spec.app.root is None:
+        return []
+    results = [CheckResult("app", INFO, spec.app.reason.removeprefix("images: "))]
+    results += [CheckResult("app lint", FAIL if f.severity == "error" else WARN,
+                            f"{f.where()}: {f.message}", f.fix) for f in lint_app(spec)]
+    results += [CheckResult(".ebextensions", INFO, entry.describe()) for entry in ebextensions_inventory(spec.app.root)]
+    return results
 
 
 def check_proxy_loads(doctor: Doctor) -> list[CheckResult]:
@@ -280,7 +303,7 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
 
 CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
     check_engine, check_buildkit, check_ports, check_notebooks_dir, check_token, check_docker_envs,
-    check_proxy_lint, check_proxy_loads, check_edx,
+    check_proxy_lint, check_app, check_proxy_loads, check_edx,
 )
 
 

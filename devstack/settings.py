@@ -42,6 +42,7 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-
 SECRET_KEYS = ("DEPLOYMENT_TOKEN", "JUPYTER_TOKEN")
 NETWORK_MODES = ("bridge", "host")
 PROXY_FLAVORS = ("auto", "nginx", "openresty")
+IMAGE_SOURCES = ("auto", "project", "bundled")
 
 # Inside the notebook container, Sifu and Jupyter listen where production has them
 # (stack.SIFU_CONTAINER_PORT, stack.JUPYTER_CONTAINER_PORT); the proxy serves them,
@@ -122,6 +123,16 @@ class Settings(BaseModel):
         "modules have (set_hmac_sha1 ...), stock nginx otherwise."))
     openresty_image: str = Field("openresty/openresty:1.27.1.2-bookworm", alias="OPENRESTY_IMAGE", description=(
         "Image of the sidecar when the proxy is OpenResty (PROXY_FLAVOR)."))
+    images: str = Field("auto", alias="IMAGES", description=(
+        "Whose images run. project: the project's own (a root Dockerfile, built FROM base-image/Dockerfile, or "
+        "Dockerrun.aws.json's Image.Name), as EB builds them. bundled: devstack's (compose/base, compose/notebook). "
+        "auto: the project's when it has a Dockerfile or Dockerrun.aws.json, devstack's otherwise."))
+    sifu_health_path: str = Field("", alias="SIFU_HEALTH_PATH", description=(
+        "Path whose answer through the proxy tells that Sifu is up. Empty: /health for devstack's images; / for "
+        "the project's (any answer below 500 counts: production's Sifu answers 404 there)."))
+    sifu_path: str = Field("", alias="SIFU_PATH", description=(
+        "Where the project's own image keeps Sifu's checkout (SIFU_SRC is mounted there). Empty: found in "
+        "supervisord.conf, from the Sifu program's puma command (/sifu in production's image)."))
     base_from_image: str = Field("debian:bookworm-slim", alias="BASE_FROM_IMAGE", description=(
         "Public image the base image starts FROM (build argument BASE_FROM_IMAGE)."))
     base_image_tag: str = Field("proversity/base-notebook", alias="BASE_IMAGE_TAG", description=(
@@ -202,6 +213,20 @@ class Settings(BaseModel):
         if value and not _CONTAINER_NAME.match(value):
             raise ValueError("is not a container name: use letters, digits, '_', '.' or '-', "
                              "at least 2 characters, starting with a letter or digit")
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _check_images(cls, value: str) -> str:
+        if value not in IMAGE_SOURCES:
+            raise ValueError(f"must be one of {', '.join(IMAGE_SOURCES)}")
+        return value
+
+    @field_validator("sifu_health_path", "sifu_path")
+    @classmethod
+    def _check_absolute(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("must be an absolute path, such as /health or /sifu")
         return value
 
     @field_validator("proxy_flavor")

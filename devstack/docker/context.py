@@ -47,14 +47,14 @@ def check_context(image: ImageSpec, setting: str) -> None:
         raise ConfigError(f"{setting}={image.context}: no {image.dockerfile} in the build context of the "
                           f"{image.name} image; add one or point the setting at a folder that has it")
     for prefix, folder in image.overlays:
-        if not folder.is_dir():
-            raise ConfigError(f"{folder}: the folder to send into the {image.name} build as {prefix}/ is missing")
+        if not folder.exists():
+            raise ConfigError(f"{folder}: what devstack sends into the {image.name} build as {prefix} is missing")
 
 
 def context_files(image: ImageSpec) -> list[ContextFile]:
     """Every file of the context, `.dockerignore` applied, overlays in place of what they replace."""
     root = image.context
-    patterns = read_dockerignore(root)
+    patterns = read_dockerignore(root) + [f"{folder}{tail}" for folder in image.ignored for tail in ("", "/**")]
     overlay_prefixes = [prefix.strip("/") for prefix, _ in image.overlays]
     files: list[ContextFile] = []
     for rel in sorted(dockerignore_included(str(root), patterns, image.dockerfile)):
@@ -64,6 +64,9 @@ def context_files(image: ImageSpec) -> list[ContextFile]:
         if path.is_file() or path.is_symlink():
             files.append(ContextFile(rel, path))
     for prefix, folder in image.overlays:
+        if folder.is_file():  # one file in place of the context's own (docker_envs)
+            files.append(ContextFile(prefix.strip("/"), folder))
+            continue
         for path in sorted(_walk_files(folder)):
             files.append(ContextFile(f"{prefix.strip('/')}/{path.relative_to(folder).as_posix()}", path))
     return sorted(files, key=lambda f: f.arcname)
@@ -77,9 +80,13 @@ def context_digest(image: ImageSpec) -> str:
     for key, value in image.build_args:
         digest.update(f"arg {key}={value}\n".encode())
     for item in context_files(image):
+        if not image.reads(item.arcname):
+            continue
         mode = item.path.lstat().st_mode
         digest.update(f"file {item.arcname} {'x' if mode & stat.S_IXUSR else '-'}\n".encode())
-        if stat.S_ISLNK(mode):
+        if item.arcname in image.blanked:
+            digest.update(b"blanked\n")  # sent empty: its content (a secret) is not hashed either
+        elif stat.S_ISLNK(mode):
             digest.update(f"link {os.readlink(item.path)}\n".encode())
         else:
             digest.update(_file_digest(item.path))
@@ -88,9 +95,14 @@ def context_digest(image: ImageSpec) -> str:
 
 def file_holding_secret(image: ImageSpec, secrets: dict[str, str]) -> tuple[ContextFile, str] | None:
     """The first file of the context that contains one of `secrets` (name -> value), and that secret's name."""
+    return next(files_holding_secrets(image, secrets), None)
+
+
+def files_holding_secrets(image: ImageSpec, secrets: dict[str, str]) -> Iterator[tuple[ContextFile, str]]:
+    """Each file of the context that contains one of `secrets`, with that secret's name."""
     needles = {name: value.encode() for name, value in secrets.items() if value and len(value) >= 8}
     if not needles:
-        return None
+        return
     overlap = max(len(n) for n in needles.values()) - 1
     for item in context_files(image):
         if item.path.is_symlink() or not item.path.is_file():
@@ -99,11 +111,11 @@ def file_holding_secret(image: ImageSpec, secrets: dict[str, str]) -> tuple[Cont
             tail = b""
             for block in iter(lambda: handle.read(1 << 20), b""):
                 window = tail + block
-                for name, needle in needles.items():
-                    if needle in window:
-                        return item, name
+                found = next((name for name, needle in needles.items() if needle in window), None)
+                if found is not None:
+                    yield item, found
+                    break
                 tail = window[-overlap:] if overlap else b""
-    return None
 
 
 def context_tar(image: ImageSpec, labels: dict[str, str] | None = None) -> IO[bytes]:
@@ -119,7 +131,10 @@ def context_tar(image: ImageSpec, labels: dict[str, str] | None = None) -> IO[by
             info = tar.gettarinfo(str(item.path), arcname=item.arcname)
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
-            if info.isfile() and labels and item.arcname == image.dockerfile:
+            if info.isfile() and item.arcname in image.blanked:
+                info.size = 0
+                tar.addfile(info, io.BytesIO(b""))
+            elif info.isfile() and labels and item.arcname == image.dockerfile:
                 data = with_label_instruction(item.path.read_bytes(), labels)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))

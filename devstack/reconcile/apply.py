@@ -62,12 +62,12 @@ class Applier:
             self._superseded.add(before.id)
 
     def _pull(self, step: Step) -> None:
-        ref = self.spec.service(step.target).image
+        service = self.spec.service(step.target)
         try:
-            self.engine.pull(ref)
+            self.engine.pull(service.image)
         except EngineError as exc:
-            raise EngineError(f"NGINX_IMAGE={ref} is not on this machine and pulling it failed ({exc}): "
-                              f"pull or load it yourself, or set NGINX_IMAGE to an nginx image you have") from None
+            raise EngineError(f"{service.image_origin}={service.image} is not on this machine and pulling it failed "
+                              f"({exc}): pull or load it yourself, or name an image you have") from None
 
     def _create_network(self, step: Step) -> None:
         self.engine.create_network(step.target, self.spec.labels)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..docker import context as build_context
 from ..docker.engine import BuildEvent, Engine
 from ..errors import ConfigError
 from ..events import BuildOutput, ImageBuilt, Info, Notify, Warned
 from ..redact import Redactor
-from ..settings import Settings
+from ..settings import DEPLOYMENT_TOKEN_FILE, Settings
 from ..sifu import fetch_sifu_source, with_sifu_source
 from ..spec import LABEL_CONTEXT_HASH, LABEL_IMAGE, ImageSpec, StackSpec
 from ..state import load_secrets
@@ -33,9 +35,44 @@ def prepare_images(spec: StackSpec, settings: Settings, notify: Notify, redact: 
                         "notebook"))
         images = tuple(with_sifu_source(image, source.folder) if image.name == "notebook" else image
                        for image in images)
+    if spec.app.own:
+        images = tuple(blank_deployment_token(image, settings, notify) for image in images)
     for image in images:
         build_context.check_context(image, CONTEXT_SETTING.get(image.name, image.name))
     return images
+
+
+def blank_deployment_token(image: ImageSpec, settings: Settings, notify: Notify) -> ImageSpec:
+    """The project's Dockerfiles COPY production's `.deployment_token` (the hook writes DEPLOYMENT_TOKEN
+    there): such a file is sent empty, so that the token reaches no layer, and the build goes on."""
+    token = {"DEPLOYMENT_TOKEN": settings.deployment_token.get_secret_value()}
+    holding = {item.arcname for item, _ in build_context.files_holding_secrets(image, token)}
+    holding |= {item.arcname for item in build_context.context_files(image)
+                if item.arcname.rsplit("/", 1)[-1] == DEPLOYMENT_TOKEN_FILE}
+    for arcname in sorted(holding):
+        copied_at = _copied_at(image, arcname)
+        if copied_at is None:
+            continue  # in the context, but no instruction puts it in a layer: sent empty all the same
+        notify(Warned(f"{copied_at}: this instruction would put DEPLOYMENT_TOKEN ({arcname}) in an image layer; "
+                      f"devstack sends {arcname} empty and builds on. To use the token without a layer, mount it "
+                      "as a BuildKit secret (`RUN --mount=type=secret,id=deployment_token ...`), or fetch Sifu "
+                      "on the host and set SIFU_SRC", image.name))
+    return replace(image, blanked=tuple(sorted(holding))) if holding else image
+
+
+def _copied_at(image: ImageSpec, arcname: str) -> str | None:
+    """The Dockerfile line (file:line) that COPYs or ADDs `arcname`, or the whole context; None if none does."""
+    dockerfile = image.context / image.dockerfile
+    try:
+        lines = dockerfile.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        words = line.split()
+        sources = [w.removeprefix("./").rstrip("/") for w in words[1:-1] if not w.startswith("--")]
+        if words and words[0].upper() in ("COPY", "ADD") and (arcname in sources or "." in sources or "" in sources):
+            return f"{dockerfile}:{number}"
+    return None
 
 
 def context_digests(images: tuple[ImageSpec, ...]) -> dict[str, str]:
@@ -51,7 +88,8 @@ def refuse_secrets_in_context(image: ImageSpec, settings: Settings) -> None:
     if generated is not None:
         secrets.update({"the generated Jupyter token": generated.jupyter_token,
                         "the Sifu cookie secret": generated.sifu_secret})
-    found = build_context.file_holding_secret(image, secrets)
+    found = next(((item, secret) for item, secret in build_context.files_holding_secrets(image, secrets)
+                  if item.arcname not in image.blanked), None)
     if found is not None:
         item, secret = found
         raise ConfigError(f"{item.path} holds {secret} and is in the build context of the {image.name} image "

@@ -140,19 +140,26 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
     if not spec.network.host_mode:
         _plan_network(spec, observed, steps)
     notebook = spec.service("notebook")
-    notebook_steps = _plan_container(spec, notebook, observed, image_ids.get("notebook"), inputs.secrets, steps)
+    notebook_image = image_ids.get("notebook") if notebook.build else _pulled(notebook, observed, steps)
+    notebook_steps = _plan_container(spec, notebook, observed, notebook_image, inputs.secrets, steps)
     proxy = spec.service("proxy")
-    proxy_image = observed.images.get(proxy.image)
-    if proxy_image is None:
-        setting = spec.proxy.flavor.image_setting
-        steps.append(Step(Verb.PULL, "proxy", f"{proxy.image} ({setting}) is not on this machine"))
+    proxy_image = _pulled(proxy, observed, steps)
     if notebook_steps or inputs.proxy_files is None:
         steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", "the notebook container gets a new address", ready=False))
     elif dict(inputs.proxy_files) != dict(observed.proxy_files):
         reason = "its configuration changed" if observed.proxy_files else "it has no configuration yet"
         steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", reason))
-    _plan_container(spec, proxy, observed, proxy_image.id if proxy_image else None, "", steps)
+    _plan_container(spec, proxy, observed, proxy_image, "", steps)
     return Plan(tuple(steps))
+
+
+def _pulled(service: ServiceSpec, observed: Observed, steps: list[Step]) -> str | None:
+    """The ID of a service's image that is pulled, not built; a pull step when it is not here."""
+    found = observed.images.get(service.image)
+    if found is None:
+        steps.append(Step(Verb.PULL, service.name, f"{service.image} ({service.image_origin}) is not on this machine"))
+        return None
+    return found.id
 
 
 def _plan_images(spec: StackSpec, observed: Observed, inputs: Inputs, steps: list[Step]) -> dict[str, str | None]:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from ..docker.engine import ContainerInfo, Engine
 from ..errors import ConfigError, ConflictError, ProxyConfigError
 from ..events import Info, Warned
+from ..app_lint import ebextensions_inventory, lint_app
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
-from ..spec import LABEL_PROJECT, SIFU_MOUNT, HostPort, StackSpec
+from ..spec import LABEL_PROJECT, HostPort, StackSpec
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
 
@@ -24,14 +25,24 @@ if TYPE_CHECKING:
 def check(stack: Stack) -> None:
     """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
+    stack.notify(Info(spec.app.reason, "notebook"))
     stack.notify(Info(spec.proxy.choice.describe(), "proxy"))
     report_lint(stack, enforce=True)
+    report_app(stack)
     check_ports(stack)
     check_sources(stack)
     if settings.sifu_src_path is not None:
-        stack.notify(Info(f"Sifu: running from SIFU_SRC={settings.sifu_src_path} (mounted over {SIFU_MOUNT})"))
-    elif not settings.sifu_repo:
+        stack.notify(Info(f"Sifu: running from SIFU_SRC={settings.sifu_src_path} (mounted over {spec.app.sifu_path})"))
+    elif not settings.sifu_repo and not spec.app.own:
         stack.notify(Info("Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)"))
+    if settings.sifu_repo and spec.app.own:
+        stack.notify(Warned(f"SIFU_REPO does nothing with the project's own images: their Dockerfiles fetch Sifu "
+                            f"themselves; to run another checkout, set SIFU_SRC (mounted over {spec.app.sifu_path})",
+                            "notebook"))
+    for mount in spec.service("notebook").mounts:
+        # The folders EB's host provides (Dockerrun.aws.json's volumes, its log folder): this project's own.
+        if mount.source.is_relative_to(spec.state_dir) and not mount.read_only:
+            mount.source.mkdir(parents=True, exist_ok=True)
     if spec.notebooks_dir is not None:
         spec.notebooks_dir.mkdir(parents=True, exist_ok=True)
     else:
@@ -58,6 +69,18 @@ def report_lint(stack: Stack, enforce: bool = False) -> list[Finding]:
     if refused:
         raise ProxyConfigError(f"{refused[0].describe()} (nginx would refuse the file: nothing was started)")
     return findings
+
+
+def report_app(stack: Stack) -> None:
+    """The traps in the project's own app files, and what its .ebextensions ask that devstack does not."""
+    for finding in lint_app(stack.spec):
+        stack.notify(Warned(finding.describe(), "notebook"))
+    if stack.spec.app.root is not None:
+        entries = ebextensions_inventory(stack.spec.app.root)
+        skipped = [e for e in entries if e.here.startswith("not reproduced")]
+        if entries:
+            stack.notify(Info(f".ebextensions: {len(entries)} entries, {len(entries) - len(skipped)} done by devstack "
+                              f"in its own way, {len(skipped)} not reproduced (`devstack doctor` lists them)"))
 
 
 def check_sources(stack: Stack) -> None:

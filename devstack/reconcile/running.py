@@ -197,7 +197,8 @@ class Running:
         notebook = self.container("notebook")
         if notebook is None or not notebook.running:
             raise EngineError(f"container {name} is not running, so Sifu cannot be restarted in it: run `devstack up`")
-        code, output = self._stack.engine().exec(notebook.id, ["supervisorctl", "restart", "sifu"])
+        program = self._spec.app.sifu_program  # the name the image's supervisord.conf gives it
+        code, output = self._stack.engine().exec(notebook.id, ["supervisorctl", "restart", program])
         if code != 0 or "ERROR" in output:
             raise NotReady(f"supervisorctl could not restart Sifu in {name} ({' '.join(output.split())}): "
                            "its last log lines are below; fix the code and save again",

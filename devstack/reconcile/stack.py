@@ -84,7 +84,6 @@ class Stack:
         applier = self.applier()
         applier.images.update({image.name: image for image in source.images})
         applier.no_cache = no_cache
-        preflight.write_docker_envs(self.spec)
         applied: list[Step] = []
         for _ in range(MAX_ROUNDS):
             plan = self._plan(source)
@@ -107,6 +106,7 @@ class Stack:
         return applied
 
     def _inputs_source(self, force: frozenset[str]) -> _InputsSource:
+        preflight.write_docker_envs(self.spec)  # before the contexts are read: the final build may COPY it
         images = prepare_images(self.spec, self.settings, self._say, self.redact)
         secrets = ensure_secrets(self.settings)
         self.redact.add(*secrets.values())

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..hosts import LOOPBACK_NAMES, is_wildcard
 from ..settings import Settings, setting_keys
 from .model import (
     LABEL_PROJECT,
+    AppSpec,
     LABEL_SERVICE,
     PROXY_MOUNT,
     SECRETS_MOUNT,
@@ -30,7 +32,9 @@ from .model import (
     stack_urls,
 )
 from .flavor import FLAVOR_SETTING, FLAVORS, NGINX, OPENRESTY, ProxyChoice
-from .network import HOST_MODE_PORT_OFFSET, NetworkLayout, network_layout
+from .network import (HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, NetworkLayout,
+                      network_layout)
+from .app import DOCKERRUN, NOTEBOOKS, Dockerrun, ProjectApp
 from .project import ProjectFacts, proxy_source_folders, read_project
 
 
@@ -41,21 +45,9 @@ def load_stack(settings: Settings, ids: tuple[int, int] | None = None) -> StackS
 
 def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
     """The whole stack for these settings and project files. Pure."""
-    network = network_layout(settings)
+    app = project.app if _runs_project_app(settings, project.app) else None
+    network = network_layout(settings, _process_ports(app.dockerrun) if app is not None else None)
     state_dir = settings.state_dir
-    base = ImageSpec(
-        name="base",
-        tag=settings.base_image_tag,
-        context=settings.base_context_path,
-        build_args=(("BASE_FROM_IMAGE", settings.base_from_image),),
-    )
-    final = ImageSpec(
-        name="notebook",
-        tag=settings.notebook_image_tag,
-        context=settings.notebook_context_path,
-        build_args=(("BASE_IMAGE", settings.base_image_tag),),
-        parent="base",
-    )
     hostnames = served_hostnames(settings)
     docker_envs_path = state_dir / "docker_envs" if project.docker_envs else None
     proxy_dir = state_dir / "proxy"
@@ -63,8 +55,11 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
     return StackSpec(
         project=settings.project_name,
         network=network,
-        images=(base, final),
-        services=(_notebook(settings, project, network, hostnames), _proxy(settings, network, proxy_dir, choice)),
+        images=_bundled_images(settings) if app is None else _project_images(
+            settings, app, project.docker_envs is not None and project.docker_envs.dockerfile_copy),
+        services=(_notebook(settings, project, network, hostnames) if app is None
+                  else _project_notebook(settings, project, network, app),
+                  _proxy(settings, network, proxy_dir, choice)),
         proxy=ProxySpec(
             network=network,
             upstreams=(
@@ -83,6 +78,7 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         ),
         notebooks_dir=settings.notebooks_path,
         state_dir=state_dir,
+        app=_bundled_app(settings) if app is None else _project_app_spec(settings, app),
         secrets_dir=state_dir / "secrets",
         host_ports=_host_ports(settings, network),
         docker_envs=project.docker_envs,
@@ -102,6 +98,148 @@ def proxy_choice(settings: Settings, project: ProjectFacts) -> ProxyChoice:
         return ProxyChoice(OPENRESTY, images[OPENRESTY.name], f"because {evidence} ({FLAVOR_SETTING}=auto)")
     return ProxyChoice(NGINX, images[NGINX.name], f"since nothing in the project asks for OpenResty "
                                                   f"({FLAVOR_SETTING}=auto)")
+
+
+# -- whose images: devstack's, or the project's own -----------------------------------------
+
+
+def _runs_project_app(settings: Settings, app: ProjectApp) -> bool:
+    if settings.images == "project" and not app.present:
+        raise ConfigError(f"IMAGES=project, but {app.root} has neither a Dockerfile nor a {DOCKERRUN}: "
+                          "add one, or set IMAGES=auto to run devstack's bundled images")
+    return app.present and settings.images != "bundled"
+
+
+def _bundled_images(settings: Settings) -> tuple[ImageSpec, ...]:
+    base = ImageSpec(
+        name="base",
+        tag=settings.base_image_tag,
+        context=settings.base_context_path,
+        build_args=(("BASE_FROM_IMAGE", settings.base_from_image),),
+    )
+    final = ImageSpec(
+        name="notebook",
+        tag=settings.notebook_image_tag,
+        context=settings.notebook_context_path,
+        build_args=(("BASE_IMAGE", settings.base_image_tag),),
+        parent="base",
+    )
+    return base, final
+
+
+def _bundled_app(settings: Settings) -> AppSpec:
+    why = "the project has no Dockerfile or Dockerrun.aws.json" if settings.images == "auto" else "IMAGES=bundled"
+    return AppSpec("bundled", f"images: devstack's bundled base and final images ({why})",
+                   settings.sifu_health_path or "/health")
+
+
+def base_tag_for(settings: Settings, app: ProjectApp) -> str:
+    """The tag the project's base build gets: the name its final Dockerfile starts FROM when that names a
+    private registry's image (production's ECR repository, which a laptop cannot pull), so that the
+    final build finds it here and never pulls it; BASE_IMAGE_TAG otherwise."""
+    if app.final_from is not None and _is_private(app.final_from.what):
+        return app.final_from.what
+    return settings.base_image_tag
+
+
+def _is_private(ref: str) -> bool:
+    first = ref.split("/", 1)[0]
+    return "/" in ref and ("." in first or ":" in first or first == "localhost")
+
+
+def _project_images(settings: Settings, app: ProjectApp, docker_envs_copied: bool) -> tuple[ImageSpec, ...]:
+    if app.dockerfile is None:
+        return ()  # Dockerrun.aws.json's Image.Name runs as it is
+    images = []
+    if app.base_context is not None:
+        images.append(ImageSpec(name="base", tag=base_tag_for(settings, app), context=app.base_context))
+    # The root is the final image's context: what devstack keeps there, and the notebooks, are not the app's.
+    inside = [folder for folder in (settings.state_dir, settings.notebooks_path)
+              if folder is not None and folder.resolve().is_relative_to(app.root.resolve())]
+    # production's hook writes docker_envs into the deploy folder before the build, which COPYs it.
+    overlays = (("docker_envs", settings.state_dir / "docker_envs"),) if docker_envs_copied else ()
+    images.append(ImageSpec(name="notebook", tag=settings.notebook_image_tag, context=app.root,
+                            parent="base" if app.base_context is not None else None, overlays=overlays,
+                            read=app.final_sources,
+                            ignored=tuple(f.resolve().relative_to(app.root.resolve()).as_posix() for f in inside)))
+    return tuple(images)
+
+
+def _project_app_spec(settings: Settings, app: ProjectApp) -> AppSpec:
+    parts = []
+    if app.dockerfile is not None:
+        parts.append(f"final from {_shown(app, app.dockerfile)}"
+                     + (f" (FROM {app.final_from.what})" if app.final_from else ""))
+        if app.base_context is not None:
+            tag = base_tag_for(settings, app)
+            built_for_from = app.final_from is not None and tag == app.final_from.what
+            parts.append(f"base from {_shown(app, app.base_context / 'Dockerfile')}, "
+                         + ("tagged with that name here, never pulled" if built_for_from else f"tagged {tag}"))
+    elif app.dockerrun is not None:
+        parts.append(f"{app.dockerrun.image} (Image.Name of {DOCKERRUN})")
+    if app.dockerrun is not None:
+        parts.append(f"{DOCKERRUN} v1 for the volumes, ports and log folder")
+    program = app.sifu_program
+    return AppSpec("project", f"images: the project's own: {'; '.join(parts)}",
+                   settings.sifu_health_path or "/",
+                   sifu_program=program.name if program is not None else "sifu",
+                   sifu_path=_sifu_path(settings, app), root=app.root)
+
+
+def _shown(app: ProjectApp, path: Path) -> str:
+    return str(path.relative_to(app.root)) if path.is_relative_to(app.root) else str(path)
+
+
+def _sifu_path(settings: Settings, app: ProjectApp) -> str:
+    return settings.sifu_path or app.sifu_path or SIFU_MOUNT
+
+
+def _process_ports(dockerrun: Dockerrun | None) -> tuple[int, int]:
+    """Sifu's and Jupyter's ports in the project's container: Dockerrun.aws.json's Ports, in order."""
+    if dockerrun is None or not dockerrun.ports:
+        return SIFU_CONTAINER_PORT, JUPYTER_CONTAINER_PORT
+    if len(dockerrun.ports) < 2:
+        raise ConfigError(f"{dockerrun.path}: Ports lists only {dockerrun.ports[0]}: devstack serves Sifu and "
+                          "Jupyter, so list both container ports (Sifu's first, as production's 3334, 3335)")
+    return dockerrun.ports[0], dockerrun.ports[1]
+
+
+def _project_notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
+                      app: ProjectApp) -> ServiceSpec:
+    """The project's container as EB runs it: its image's own command and user, the environment
+    properties, the Dockerrun.aws.json volumes and log folder; none of devstack's internals."""
+    own_settings = set(setting_keys())
+    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
+    mounts = []
+    dockerrun = app.dockerrun
+    volumes = dockerrun.volumes if dockerrun is not None and dockerrun.volumes else ()
+    if not volumes and settings.notebooks_path is not None:
+        mounts.append(MountSpec(settings.notebooks_path, NOTEBOOKS))
+    for volume in volumes:
+        if NOTEBOOKS in (volume.host.rstrip("/"), volume.container.rstrip("/")):
+            if settings.notebooks_path is not None:  # the EFS folder every instance shares: NOTEBOOKS_DIR
+                mounts.append(MountSpec(settings.notebooks_path, volume.container))
+        else:  # a folder of the EB instance: one of this project's own, under .devstack/
+            mounts.append(MountSpec(settings.state_dir / "host" / volume.host.strip("/"), volume.container))
+    if dockerrun is not None and dockerrun.logging:
+        # EB mounts a host folder there so that `eb logs` finds the files.
+        mounts.append(MountSpec(settings.state_dir / "logs", dockerrun.logging))
+    if project.docker_envs is not None:
+        mounts.append(MountSpec(settings.state_dir / "docker_envs", project.docker_envs.target, read_only=True))
+    if settings.sifu_src_path is not None:
+        mounts.append(MountSpec(settings.sifu_src_path, _sifu_path(settings, app), read_only=True))
+    return ServiceSpec(
+        name="notebook",
+        container_name=settings.notebook_container_name or f"{settings.project_name}-notebook",
+        image=settings.notebook_image_tag if app.dockerfile is not None else dockerrun.image,  # type: ignore[union-attr]
+        build="notebook" if app.dockerfile is not None else None,
+        image_origin="" if app.dockerfile is not None else f"Image.Name of {DOCKERRUN}",
+        environment=tuple(sorted(environment.items())),
+        mounts=tuple(mounts),
+        ports=tuple(PortSpec(settings.bind_address, m.host_port, m.container_port) for m in settings.extra_ports),
+        extra_hosts=network.extra_hosts,
+        labels=_labels(settings, "notebook"),
+    )
 
 
 def served_hostnames(settings: Settings) -> tuple[str, ...]:
@@ -176,6 +314,7 @@ def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: 
         name="proxy",
         container_name=f"{settings.project_name}-proxy",
         image=choice.image,
+        image_origin=choice.flavor.image_setting,
         entrypoint=("/bin/sh", "-c"),
         command=(proxy_command(choice.flavor),),
         mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),),

@@ -6,6 +6,7 @@ the proxy renderer and the status view all read it.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,22 @@ class ImageSpec:
     # Folders sent into the build context under a path of their own, replacing
     # what the context has there (Sifu's source fetched on the host).
     overlays: tuple[tuple[str, Path], ...] = ()
+    # Files of the context sent empty: they hold a secret the project's Dockerfile COPYs (production's
+    # base-image/.deployment_token), which must reach no layer.
+    blanked: tuple[str, ...] = ()
+    # Folders of the context never sent nor hashed: devstack's state folder and the notebooks folder, when
+    # they lie inside it (the project's root is the final image's context).
+    ignored: tuple[str, ...] = ()
+    # What of the context the Dockerfile reads (COPY/ADD sources): only these, the Dockerfile and
+    # .dockerignore decide whether the image is out of date. None: the whole context does.
+    read: tuple[str, ...] | None = None
+
+    def reads(self, rel: str) -> bool:
+        """Whether the build reads this file of the context (a file outside `read` changes nothing)."""
+        if self.read is None or rel in (self.dockerfile, ".dockerignore"):
+            return True
+        return any(rel == source or rel.startswith(source + "/") or fnmatch.fnmatchcase(rel, source)
+                   for source in self.read)
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,7 @@ class ServiceSpec:
     container_name: str
     image: str
     build: str | None = None  # the ImageSpec that makes `image`
+    image_origin: str = ""  # where `image` was named, when it is pulled, not built: "NGINX_IMAGE", ...
     entrypoint: tuple[str, ...] | None = None
     command: tuple[str, ...] | None = None
     environment: tuple[tuple[str, str], ...] = ()
@@ -167,6 +185,23 @@ class HostPort:
 
 
 @dataclass(frozen=True)
+class AppSpec:
+    """Whose images run (devstack's bundled ones, or the project's own), and what devstack must know of
+    the processes in them."""
+
+    source: str  # "bundled" or "project"
+    reason: str  # one line for `up` and `config`
+    sifu_health_path: str  # an answer below 500 there (through the proxy) says Sifu is up
+    sifu_program: str = "sifu"  # supervisor's name for Sifu's program
+    sifu_path: str = SIFU_MOUNT  # where the image keeps Sifu's checkout (SIFU_SRC is mounted there)
+    root: Path | None = None  # the project folder whose files make the app (for its lint)
+
+    @property
+    def own(self) -> bool:
+        return self.source == "project"
+
+
+@dataclass(frozen=True)
 class StackSpec:
     project: str
     network: NetworkLayout
@@ -175,6 +210,7 @@ class StackSpec:
     proxy: ProxySpec
     notebooks_dir: Path | None
     state_dir: Path
+    app: AppSpec
     secrets_dir: Path = field(default=Path())
     host_ports: tuple[HostPort, ...] = ()
     # Production's docker_envs, when the image expects it: the host file devstack writes.

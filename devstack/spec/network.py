@@ -56,10 +56,16 @@ class NetworkLayout:
         return (self.sifu, self.jupyter)
 
 
-def network_layout(settings: Settings) -> NetworkLayout:
-    """The layout for these settings. Pure."""
+def network_layout(settings: Settings, process_ports: tuple[int, int] | None = None) -> NetworkLayout:
+    """The layout for these settings. Pure. `process_ports`: where the project's own image has Sifu and
+    Jupyter listen (its Dockerrun.aws.json's Ports), when it is not production's 3334 and 3335."""
     bind = url_host(settings.bind_address)
+    sifu_process, jupyter_process = process_ports or (SIFU_CONTAINER_PORT, JUPYTER_CONTAINER_PORT)
     if settings.network_mode == "host":
+        if process_ports is not None:
+            raise ConfigError("NETWORK_MODE=host runs devstack's own images only: the project's image listens on "
+                              f"{sifu_process} and {jupyter_process}, where the proxy listens on the host; "
+                              "use NETWORK_MODE=bridge, or IMAGES=bundled")
         sifu_port, jupyter_port = _internal_port(settings.sifu_port), _internal_port(settings.jupyter_port)
         _check_distinct_ports(settings, sifu_port, jupyter_port)
         return NetworkLayout(
@@ -79,9 +85,9 @@ def network_layout(settings: Settings) -> NetworkLayout:
         edx_internal_url=f"http://{_edx_host_from_container(settings.edx_host, False)}:{settings.edx_port}",
         # nginx listens where EB's does (3334, 3335) and Docker publishes the host ports onto them.
         sifu=Listener("sifu", "Sifu", "SIFU_PORT", settings.sifu_port, SIFU_CONTAINER_PORT, str(SIFU_CONTAINER_PORT),
-                      SIFU_CONTAINER_PORT),
+                      sifu_process),
         jupyter=Listener("jupyter", "Jupyter", "JUPYTER_PORT", settings.jupyter_port, JUPYTER_CONTAINER_PORT,
-                         str(JUPYTER_CONTAINER_PORT), JUPYTER_CONTAINER_PORT),
+                         str(JUPYTER_CONTAINER_PORT), jupyter_process),
     )
 
 

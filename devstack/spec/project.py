@@ -29,6 +29,8 @@ from ..noise import is_config_noise
 from ..proxy.modules import module_of
 from ..proxy.nginxconf import parse_file
 from ..settings import Settings
+from .app import ProjectApp, read_app
+from .evidence import Evidence
 
 AL1_SERVERS = Path(".ebextensions/.nginx/proxy")
 AL1_HOSTS = Path(".ebextensions/.nginx/hosts")
@@ -151,18 +153,6 @@ EBEXTENSIONS = Path(".ebextensions")
 _SCRIPT = re.compile(r"[\w./$-]*?([\w.-]+\.sh)\b")
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """A line of a project's file that says something about the stack, for messages."""
-
-    path: Path
-    line: int
-    what: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line} {self.what}"
-
-
 def find_openresty_installer(project_dir: Path) -> Evidence | None:
     """The first `.ebextensions` hook or command that installs OpenResty itself, or runs a script of
     the project's that does (production: a pre-deploy hook runs `install_openresty.sh`)."""
@@ -233,6 +223,7 @@ class ProjectFacts:
     host_uid: int
     host_gid: int
     proxy_files: ProjectProxyFiles = field(default_factory=ProjectProxyFiles)
+    app: ProjectApp = field(default_factory=lambda: ProjectApp(Path(".")))
     docker_envs: DockerEnvsRequest | None = None
     # Why the project's proxy is OpenResty, if it is: a hook installs it, a proxy file needs its modules.
     openresty_installer: Evidence | None = None
@@ -252,11 +243,15 @@ def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> Proj
     """Read what the description depends on; `ids` overrides the notebooks folder's owner."""
     uid, gid = ids if ids is not None else host_ids(settings.notebooks_path)
     proxy_files = find_project_proxy_files(settings.project_dir)
+    app = read_app(settings.project_dir, settings.base_context_path if settings.base_context else None)
+    final_dockerfile = (app.dockerfile if app.present and settings.images != "bundled"
+                        else settings.notebook_context_path / "Dockerfile")
     return ProjectFacts(
         host_uid=uid,
         host_gid=gid,
         proxy_files=proxy_files,
-        docker_envs=docker_envs_request(settings.docker_envs_file, settings.notebook_context_path / "Dockerfile"),
+        app=app,
+        docker_envs=docker_envs_request(settings.docker_envs_file, final_dockerfile) if final_dockerfile else None,
         openresty_installer=find_openresty_installer(settings.project_dir),
         openresty_directive=find_openresty_directive(proxy_files),
     )

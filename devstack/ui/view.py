@@ -134,7 +134,7 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
         ],
         "probes": [
             {"check": r.probe.hop, "url": r.probe.url, "ok": r.ok, "status": r.status, "detail": r.detail,
-             "expected": r.probe.expect, "ms": round(r.elapsed_ms, 1)}
+             "expected": r.probe.expected, "ms": round(r.elapsed_ms, 1)}
             for r in status.probes
         ],
         "activity": live.activity or None,

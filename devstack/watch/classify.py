@@ -18,6 +18,7 @@ class ImageContext:
     image: str  # "base" or "notebook"
     folder: Path
     dockerignore: tuple[str, ...]  # its .dockerignore patterns, read when the targets were made
+    reads: Callable[[str], bool] = lambda rel: True  # whether the build reads that file (ImageSpec.reads)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class WatchTargets:
     """What devstack watches, and what each place means."""
 
     env_file: Path
+    # The project's other files that make the settings or the container (overrides.yml, .ebextensions'
+    # options, Dockerrun.aws.json): resolved again as .env is.
+    settings_files: tuple[Path, ...]
     # Every folder proxy configuration comes from, existing or not: devstack's templates and the
     # project's own EB folders (.ebextensions/.nginx/..., .platform/nginx/...).
     proxy_sources: tuple[Path, ...]
@@ -58,18 +62,25 @@ def watch_targets(settings: Settings, spec: StackSpec) -> WatchTargets:
     contexts = tuple(
         # The Dockerfile and .dockerignore are always sent, whatever .dockerignore says.
         ImageContext(image.name, image.context,
-                     (*build_context.read_dockerignore(image.context), f"!{image.dockerfile}", "!.dockerignore"))
+                     (*build_context.read_dockerignore(image.context), f"!{image.dockerfile}", "!.dockerignore"),
+                     image.reads)
         for image in spec.images if image.context.is_dir())
     ignored = [spec.state_dir]
     if spec.notebooks_dir is not None:
         ignored.append(spec.notebooks_dir)
     return WatchTargets(
         env_file=settings.project_dir / ENV_FILE,
+        settings_files=project_settings_files(settings.project_dir) if spec.app.own else (),
         proxy_sources=(spec.proxy.server_templates, *spec.proxy.sources),
         contexts=contexts,
         sifu_src=settings.sifu_src_path,
         ignored_dirs=tuple(ignored),
     )
+
+
+def project_settings_files(project_dir: Path) -> tuple[Path, ...]:
+    """Files (and the .ebextensions folder, for its *.config) whose save resolves the stack again."""
+    return (project_dir / "overrides.yml", project_dir / "Dockerrun.aws.json", project_dir / ".ebextensions")
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,9 @@ def classify(paths: Iterable[str], targets: WatchTargets) -> ChangePlan:
             if path == targets.env_file:
                 kinds["settings"].append(ENV_FILE)
                 matched = True
+            elif path in targets.settings_files or (path.suffix == ".config" and path.parent in targets.settings_files):
+                kinds["settings"].append(path.relative_to(project).as_posix())
+                matched = True
             for folder in targets.proxy_sources:
                 rel = _relevant(path, folder, is_config_noise)  # what the renderer and the EB reader skip
                 if rel is not None:
@@ -155,7 +169,7 @@ def classify(paths: Iterable[str], targets: WatchTargets) -> ChangePlan:
                     matched = True
             for ctx in targets.contexts:
                 rel = _relevant(path, ctx.folder)
-                if rel is not None and not dockerignore_excludes(list(ctx.dockerignore), rel):
+                if rel is not None and ctx.reads(rel) and not dockerignore_excludes(list(ctx.dockerignore), rel):
                     kinds[ctx.image].append(shown(ctx.folder, rel))
                     matched = True
         if not matched:
