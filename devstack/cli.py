@@ -295,7 +295,9 @@ def config(
     if output == "json":
         choice = spec.proxy.choice
         payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files,
-                   "proxy_flavor": {"flavor": choice.flavor.name, "image": choice.image, "reason": choice.reason}}
+                   "proxy_flavor": {"flavor": choice.flavor.name, "image": choice.image, "reason": choice.reason},
+                   "images": {"source": spec.app.source, "reason": spec.app.reason,
+                              "build": [{"name": i.name, "tag": i.tag, "context": str(i.context)} for i in spec.images]}}
         console().print_json(redact(json.dumps(payload)))
         return
     if output != "text":
@@ -303,7 +305,8 @@ def config(
     console().rule("settings")
     for key, value in shown.items():
         console().out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
-    console().rule("proxy")
+    console().rule("stack")
+    console().out(spec.app.reason, highlight=False)
     console().out(spec.proxy.choice.describe(), highlight=False)
     for rel, content in rendered.files.items():
         console().rule(f"nginx: {rel}")

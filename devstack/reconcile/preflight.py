@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..docker.engine import ContainerInfo, Engine
-from ..errors import ConfigError, ConflictError, ProxyConfigError
+from ..errors import ConfigError, ConflictError, EngineError, ProxyConfigError
 from ..events import Info, Warned
 from ..app_lint import ebextensions_inventory, lint_app
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..spec import LABEL_PROJECT, HostPort, StackSpec
+from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
 
@@ -29,6 +30,7 @@ def check(stack: Stack) -> None:
     stack.notify(Info(spec.proxy.choice.describe(), "proxy"))
     report_lint(stack, enforce=True)
     report_app(stack)
+    check_final_from(stack)
     check_ports(stack)
     check_sources(stack)
     if settings.sifu_src_path is not None:
@@ -81,6 +83,24 @@ def report_app(stack: Stack) -> None:
         if entries:
             stack.notify(Info(f".ebextensions: {len(entries)} entries, {len(entries) - len(skipped)} done by devstack "
                               f"in its own way, {len(skipped)} not reproduced (`devstack doctor` lists them)"))
+
+
+def check_final_from(stack: Stack) -> None:
+    """The image the project's final Dockerfile starts FROM, when no base build makes it, must be here or
+    pullable: otherwise the build would fail halfway with the engine's words."""
+    spec = stack.spec
+    final = next((image for image in spec.images if image.name == "notebook"), None)
+    if not spec.app.own or final is None or final.parent is not None:
+        return
+    found = dockerfile_from(final.context / final.dockerfile)
+    if found is None or found.what == "scratch" or stack.engine().image(found.what) is not None:
+        return
+    try:
+        stack.engine().pull(found.what)
+    except EngineError as exc:
+        raise ConfigError(f"{found.path}:{found.line}: FROM {found.what} is not built here (no base-image/Dockerfile), "
+                          f"not on this machine, and pulling it failed ({exc}): build or pull it, or set BASE_CONTEXT "
+                          "to the folder that builds it") from None
 
 
 def check_sources(stack: Stack) -> None:
