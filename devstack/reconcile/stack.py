@@ -3,12 +3,14 @@ plan is empty; and stop or remove what it made."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..docker.engine import Engine
-from ..errors import ConflictError, EngineError, NotReady
-from ..events import Acted, Notify, Ready, Warned, ignore
+from ..errors import ConflictError, DevstackError, EngineError, NotReady
+from ..events import Acted, Info, Notify, Ready, Warned, ignore
+from ..lock import DEFAULT_WAIT_SECONDS, Holder, project_lock, waiting_line
 from ..probes import ProbeResult, stack_probes, wait_until_ready
 from ..proxy.lint import Finding
 from ..proxy.render import render_proxy_config
@@ -32,8 +34,10 @@ class Stack:
     """Brings one project's stack to its desired state and reports what it does (as typed events)."""
 
     def __init__(self, settings: Settings, notify: Notify = ignore, connect: Callable[[], Engine] = Engine.connect,
-                 redactor: Redactor | None = None):
+                 redactor: Redactor | None = None, lock_wait: float | None = DEFAULT_WAIT_SECONDS):
         self.settings = settings
+        self.lock = project_lock(settings.state_dir)
+        self.lock_wait = lock_wait
         self.spec: StackSpec = load_stack(settings)
         self.notify = notify
         self.redact = redactor or Redactor()
@@ -67,6 +71,17 @@ class Stack:
 
     def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
         self.notify(event)
+
+    @contextmanager
+    def exclusive(self, timeout: float | None | bool = True, cancelled: Callable[[], bool] = lambda: False
+                  ) -> Iterator[None]:
+        """This process alone changes the stack while the block runs (see lock.py); `timeout` True:
+        the stack's own bound (`--lock-wait`), None: wait as long as it takes."""
+        def waiting(holder: Holder | None) -> None:
+            self.notify(Info(waiting_line(holder)))
+
+        with self.lock.held(waiting, self.lock_wait if timeout is True else timeout, cancelled):
+            yield
 
     # -- observe, plan, apply --------------------------------------------------------
 
@@ -131,10 +146,32 @@ class Stack:
     # -- the commands -----------------------------------------------------------------
 
     def up(self, ready_timeout: float = 180.0) -> list[ProbeResult]:
-        """Everything to the desired state, then wait until it answers through the proxy."""
-        preflight.check(self)
-        self.converge()
-        return self.wait_ready(ready_timeout)
+        """Everything to the desired state, then wait until it answers through the proxy. Everything
+        that can be checked is checked first; when applying fails, what this `up` created is removed
+        again (what existed before it is left)."""
+        with self.exclusive():
+            preflight.check(self)
+            applier = self.applier()
+            applier.created.clear()
+            try:
+                self.converge()
+            except DevstackError:
+                self._remove_created(applier)
+                raise
+            return self.wait_ready(ready_timeout)
+
+    def _remove_created(self, applier: Applier) -> None:
+        for kind, object_id, name in reversed(applier.created):
+            try:
+                if kind == "container":
+                    self.engine().remove(object_id, name)
+                else:
+                    self.engine().remove_network(object_id)
+            except DevstackError as exc:
+                self.notify(Warned(f"could not remove {kind} {name}, which this `up` created: {exc}", name))
+                continue
+            self.notify(Acted(f"removed {kind} {name} again: this `up` created it and failed", name))
+        applier.created.clear()
 
     def build(self, images: set[str], no_cache: bool = False) -> None:
         self.converge(force=frozenset(images), no_cache=no_cache, images_only=True)
@@ -151,32 +188,55 @@ class Stack:
 
     def stop(self) -> None:
         """Stop the project's containers, keep them (compose's Ctrl-C)."""
-        engine = self.engine()
-        for container in engine.containers(self.spec.project):
-            if container.running:
-                engine.stop(container.id, container.name)
-                self.notify(Acted(f"stop {container.name}", container.service))
+        with self.exclusive():
+            engine = self.engine()
+            for container in engine.containers(self.spec.project):
+                if container.running:
+                    engine.stop(container.id, container.name)
+                    self.notify(Acted(f"stop {container.name}", container.service))
 
     def down(self, remove_images: bool = False) -> None:
-        """Remove the project's containers and network, found by label; nothing else."""
-        engine = self.engine()
-        for container in engine.containers(self.spec.project):
-            engine.remove(container.id, container.name)
-            self.notify(Acted(f"remove container {container.name}", container.service))
-        for network in engine.networks(self.spec.project):
-            engine.remove_network(network.id)
-            self.notify(Acted(f"remove network {network.name}", "network"))
-        if not remove_images:
-            return
-        for image in reversed(self.spec.images):
-            found = engine.image(image.tag)
-            if found is None or LABEL_IMAGE not in found.labels:
-                continue  # not built by devstack: not ours to remove
-            try:
-                engine.remove_image(image.tag)
-                self.notify(Acted(f"remove image {image.tag}", image.name))
-            except (ConflictError, EngineError) as exc:
-                self.notify(Warned(f"kept image {image.tag}: {exc}", image.name))
+        """Remove the project's containers and network, found by label; nothing else. With
+        `remove_images`, also the images devstack built that no other project's container uses."""
+        with self.exclusive():
+            engine = self.engine()
+            remove_project(engine, self.spec.project, self.notify)
+            if remove_images:
+                remove_unshared_images(engine, self.spec.project, [(i.tag, i.name) for i in reversed(self.spec.images)],
+                                       self.notify)
+
+
+def remove_project(engine: Engine, project: str, notify: Notify) -> None:
+    """Remove a project's containers and networks, found by its label alone: this needs no setting
+    but the project's name (so `down` works while `.env` is invalid)."""
+    for container in engine.containers(project):
+        engine.remove(container.id, container.name)
+        notify(Acted(f"remove container {container.name}", container.service))
+    for network in engine.networks(project):
+        engine.remove_network(network.id)
+        notify(Acted(f"remove network {network.name}", "network"))
+
+
+def remove_unshared_images(engine: Engine, project: str, images: list[tuple[str, str]], notify: Notify) -> None:
+    """Remove each (tag, image name) that devstack built, unless a container of another project uses
+    it or an image built from it: two projects with the default tags share one image."""
+    used: dict[str, str] = {}  # image ID -> the other project whose container uses it
+    for container in engine.containers():
+        if container.project != project:
+            for image_id in engine.image_lineage(container.image_id):
+                used.setdefault(image_id, f"project {container.project}'s container {container.name}")
+    for tag, name in images:
+        found = engine.image(tag)
+        if found is None or LABEL_IMAGE not in found.labels:
+            continue  # not built by devstack: not ours to remove
+        if found.id in used:
+            notify(Warned(f"kept image {tag}: {used[found.id]} uses it", name))
+            continue
+        try:
+            engine.remove_image(tag)
+            notify(Acted(f"remove image {tag}", name))
+        except (ConflictError, EngineError) as exc:
+            notify(Warned(f"kept image {tag}: {exc}", name))
 
 
 @dataclass

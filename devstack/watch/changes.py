@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, DevstackError
 from ..events import Activity, Event, ChangeApplied, ChangeFailed, ChangeSeen, Info, Notify, NothingToApply, Warned, Watching
+from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
 from ..reconcile.preflight import check_ports
 from ..settings import ENV_FILE, Settings
@@ -145,7 +146,7 @@ class ChangeLoop:
             with self.busy:
                 if self.stop.is_set():
                     return  # set while this thread waited for `busy` (the stack was removed, say)
-                self._refresh_proxy(request)
+                self._alone(lambda: self._refresh_proxy(request))
         if self.debouncer.due():
             paths = self.debouncer.take()
             seen = {p: self._seen.pop(p, time.time()) for p in paths}
@@ -159,7 +160,17 @@ class ChangeLoop:
                 with self.busy:
                     if self.stop.is_set():
                         return
-                    self.apply(plan, change_timeline(plan_paths(paths, plan), seen))
+                    self._alone(lambda: self.apply(plan, change_timeline(plan_paths(paths, plan), seen)))
+
+    def _alone(self, action: Callable[[], None]) -> None:
+        """Apply with the project's lock held: another devstack's `up`, `build` or `down` finishes first,
+        however long it takes (the live view says whom it waits for); stopping ends the wait."""
+        try:
+            with self.stack.exclusive(timeout=None, cancelled=self.stop.is_set):
+                action()
+        except StackBusy:
+            if not self.stop.is_set():
+                raise
 
     def _take(self, item: Any) -> None:
         if isinstance(item, PathSeen):

@@ -23,7 +23,7 @@ class MemoryEngine:
     def __init__(self, images: dict[str, dict[str, str]] | None = None):
         self.image_records: dict[str, ImageInfo] = {}  # by ID
         self.records: dict[str, ContainerInfo] = {}  # containers by ID
-        self.network_records: dict[str, NetworkInfo] = {}  # by name
+        self.network_records: dict[str, NetworkInfo] = {}  # by ID (two may share a name, as in the engine)
         self.ops: list[str] = []
         self.builds = 0
         self.fail_builds: list[Exception] = []  # raised by the next builds, in turn
@@ -54,6 +54,13 @@ class MemoryEngine:
             raise self.fail_builds.pop(0)
         return self.add_image(tag, _labels_from_dockerfile(context) | labels).id
 
+    def image_lineage(self, image_id: str, limit: int = 200) -> list[str]:
+        lineage = []
+        while (found := self.image(image_id)) is not None and found.id not in lineage and len(lineage) < limit:
+            lineage.append(found.id)
+            image_id = found.parent
+        return lineage
+
     def pull(self, ref: str) -> None:
         self.ops.append(f"pull {ref}")
         self.add_image(ref)
@@ -71,20 +78,27 @@ class MemoryEngine:
     # -- networks ------------------------------------------------------------------------
 
     def network(self, name: str) -> NetworkInfo | None:
-        return self.network_records.get(name)
+        found = self.networks_named(name)
+        return found[0] if found else None
+
+    def networks_named(self, name: str) -> list[NetworkInfo]:
+        attached = [ip for c in self.records.values() for ip in c.ips]
+        return sorted((replace(n, containers=attached.count(n.name)) for n in self.network_records.values()
+                       if n.name == name), key=lambda n: n.created)
 
     def networks(self, project: str) -> list[NetworkInfo]:
         return [n for n in self.network_records.values() if n.labels.get(LABEL_PROJECT) == project]
 
     def create_network(self, name: str, labels: dict[str, str]) -> NetworkInfo:
         self.ops.append(f"create network {name}")
-        self.network_records[name] = NetworkInfo(f"net{next(_ids)}", name, dict(labels))
-        return self.network_records[name]
+        number = next(_ids)
+        created = NetworkInfo(f"net{number}", name, dict(labels), created=f"{number:012d}")
+        self.network_records[created.id] = created
+        return created
 
     def remove_network(self, network_id: str) -> None:
-        name = next(n.name for n in self.network_records.values() if n.id == network_id)
-        self.ops.append(f"remove network {name}")
-        del self.network_records[name]
+        self.ops.append(f"remove network {self.network_records[network_id].name}")
+        del self.network_records[network_id]
 
     # -- containers ------------------------------------------------------------------------
 
