@@ -44,6 +44,7 @@ class ContainerInfo:
     health: str = ""
     ips: dict[str, str] = field(default_factory=dict)  # network name -> IP
     ports: tuple[str, ...] = ()
+    image_ref: str = ""  # the reference it was created from (a tag, as the spec named it)
 
     @property
     def running(self) -> bool:
@@ -576,6 +577,7 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
         health=((state.get("Health") or {}).get("Status") or ""),
         ips={name: net.get("IPAddress", "") for name, net in networks.items()},
         ports=tuple(sorted(ports)),
+        image_ref=str(config.get("Image") or ""),
     )
 
 

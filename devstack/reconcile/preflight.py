@@ -31,19 +31,20 @@ if TYPE_CHECKING:
 def check(stack: Stack) -> None:
     """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
+    # The project's own files first: they need no engine, so a bad one is named even without one.
     report_lint(stack)
-    check_ports(stack)
     check_sources(stack)
     check_environment(stack)
     if settings.sifu_src_path is not None:
         stack.notify(Info(f"Sifu: running from SIFU_SRC={settings.sifu_src_path} (mounted over {SIFU_MOUNT})"))
     elif not settings.sifu_repo:
         stack.notify(Info("Sifu: using the development stand-in bundled with devstack (SIFU_REPO is not set)"))
+    problem = notebooks_problem(spec.notebooks_dir) if spec.notebooks_dir is not None else None
+    if problem is not None:
+        stack.notify(Warned(f"{problem.message}: {problem.fix}", "notebook"))
+    check_ports(stack)
     if spec.notebooks_dir is not None:
         make_notebooks_dir(spec.notebooks_dir)
-        problem = notebooks_problem(spec.notebooks_dir)
-        if problem is not None:
-            stack.notify(Warned(f"{problem.message}: {problem.fix}", "notebook"))
     else:
         name = spec.service("notebook").container_name
         stack.notify(Warned(f"NOTEBOOKS_DIR is empty, so nothing is mounted at /notebooks: notebooks live only "

@@ -218,25 +218,40 @@ def remove_project(engine: Engine, project: str, notify: Notify) -> None:
 
 
 def remove_unshared_images(engine: Engine, project: str, images: list[tuple[str, str]], notify: Notify) -> None:
-    """Remove each (tag, image name) that devstack built, unless a container of another project uses
-    it or an image built from it: two projects with the default tags share one image."""
-    used: dict[str, str] = {}  # image ID -> the other project whose container uses it
+    """Remove each (tag, image name) that devstack built, unless another project's stack uses it: a
+    container of it was created from that tag (two projects with the default tags share one), or its
+    image is one that such a container's image was built from (a shared base). A tag on the very image
+    another project runs under another tag is only a second name: removing it just untags."""
+    by_tag: dict[str, str] = {}  # tag -> the other project's container created from it
+    by_ancestor: dict[str, str] = {}  # image ID -> the other project's container whose image is built from it
+    lineages: dict[str, list[str]] = {}  # containers of one image share its lineage
     for container in engine.containers():
-        if container.project != project:
-            for image_id in engine.image_lineage(container.image_id):
-                used.setdefault(image_id, f"project {container.project}'s container {container.name}")
+        if container.project == project:
+            continue
+        who = f"project {container.project}'s container {container.name}"
+        by_tag.setdefault(full_tag(container.image_ref), who)
+        if container.image_id not in lineages:
+            lineages[container.image_id] = engine.image_lineage(container.image_id)
+        for image_id in lineages[container.image_id][1:]:
+            by_ancestor.setdefault(image_id, who)
     for tag, name in images:
         found = engine.image(tag)
         if found is None or LABEL_IMAGE not in found.labels:
             continue  # not built by devstack: not ours to remove
-        if found.id in used:
-            notify(Warned(f"kept image {tag}: {used[found.id]} uses it", name))
+        user = by_tag.get(full_tag(tag)) or by_ancestor.get(found.id)
+        if user:
+            notify(Warned(f"kept image {tag}: {user} uses it", name))
             continue
         try:
             engine.remove_image(tag)
             notify(Acted(f"remove image {tag}", name))
         except (ConflictError, EngineError) as exc:
             notify(Warned(f"kept image {tag}: {exc}", name))
+
+
+def full_tag(ref: str) -> str:
+    """`name` and `name:latest` are one tag."""
+    return ref if ":" in ref.rsplit("/", 1)[-1] or "@" in ref else f"{ref}:latest"
 
 
 @dataclass

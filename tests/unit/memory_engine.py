@@ -24,6 +24,7 @@ class MemoryEngine:
         self.image_records: dict[str, ImageInfo] = {}  # by ID
         self.records: dict[str, ContainerInfo] = {}  # containers by ID
         self.network_records: dict[str, NetworkInfo] = {}  # by ID (two may share a name, as in the engine)
+        self.attachments: dict[str, str] = {}  # container ID -> the network ID it was created on
         self.ops: list[str] = []
         self.builds = 0
         self.fail_builds: list[Exception] = []  # raised by the next builds, in turn
@@ -82,8 +83,8 @@ class MemoryEngine:
         return found[0] if found else None
 
     def networks_named(self, name: str) -> list[NetworkInfo]:
-        attached = [ip for c in self.records.values() for ip in c.ips]
-        return sorted((replace(n, containers=attached.count(n.name)) for n in self.network_records.values()
+        attached = [self.attachments.get(c) for c in self.records]
+        return sorted((replace(n, containers=attached.count(n.id)) for n in self.network_records.values()
                        if n.name == name), key=lambda n: n.created)
 
     def networks(self, project: str) -> list[NetworkInfo]:
@@ -126,9 +127,11 @@ class MemoryEngine:
         if image is None:
             raise EngineError(f"container {service.container_name}: image {service.image} not found")
         self.ops.append(f"create {service.container_name}")
-        created = self.add_container(service.container_name, {**dict(service.labels), **labels}, image.id,
-                                     running=False)
+        created = replace(self.add_container(service.container_name, {**dict(service.labels), **labels}, image.id,
+                                             running=False), image_ref=service.image)
         ips = {} if network == "host" else {network: f"172.30.0.{len(self.ops)}"}
+        if network != "host" and (attached := self.network(network)) is not None:
+            self.attachments[created.id] = attached.id
         self.records[created.id] = replace(created, ips=ips)
         return created.id
 
