@@ -19,8 +19,8 @@ from .errors import ConflictError, DevstackError
 from .proxy.lint import lint_stack
 from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .reconcile.plan import duplicates_to_remove
-from .reconcile.preflight import holds, notebooks_problem, port_problems
-from .settings import DEPLOYMENT_TOKEN_FILE, Settings
+from .reconcile.preflight import env_problems, holds, notebooks_problem, port_problems
+from .settings import DEPLOYMENT_TOKEN_FILE, ENV_FILE, Settings
 from .snapshot import CheckResult
 from .spec import LABEL_PROJECT, StackSpec, load_stack
 
@@ -207,6 +207,19 @@ def check_network(doctor: Doctor) -> list[CheckResult]:
                         f"{', '.join(n.id[:12] for n in extra)} (or `docker network rm` them)")]
 
 
+def check_environment(doctor: Doctor) -> list[CheckResult]:
+    """The variables `.env` gives the notebook container, against Elastic Beanstalk's limits and the
+    kernel's (the same rule `up` applies: envlimits)."""
+    problems = env_problems(doctor.settings)
+    if not problems:
+        count = len(doctor.settings.container_variables())
+        return [CheckResult("environment", PASS, f"{count} variable(s) from {ENV_FILE} for the notebook "
+                            "container, within Elastic Beanstalk's limits")]
+    return [CheckResult("environment", FAIL if p.fatal else WARN, p.message,
+                        "shorten it, or keep it in a file the notebook reads" if p.fatal else
+                        "shorten it before deploying, or move it to a file") for p in problems]
+
+
 def check_token(doctor: Doctor) -> list[CheckResult]:
     settings = doctor.settings
     name = "deployment token"
@@ -311,8 +324,8 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
 
 
 CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
-    check_engine, check_buildkit, check_ports, check_network, check_notebooks_dir, check_token, check_docker_envs,
-    check_proxy_lint, check_proxy_loads, check_edx,
+    check_engine, check_buildkit, check_ports, check_network, check_notebooks_dir, check_environment, check_token,
+    check_docker_envs, check_proxy_lint, check_proxy_loads, check_edx,
 )
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..docker.engine import ContainerInfo, Engine
-from ..envlimits import environment_problems
+from ..envlimits import EnvProblem, environment_problems
 from ..errors import ConfigError, ConflictError
 from ..events import Info, Warned
 from ..proxy.lint import Finding, lint_stack
 from ..spec import LABEL_PROJECT, SIFU_MOUNT, HostPort, StackSpec
-from ..settings import ENV_FILE, setting_keys
+from ..settings import ENV_FILE, Settings
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
 
@@ -109,13 +109,14 @@ def notebooks_problem(folder: Path, uid: int | None = None) -> FolderProblem | N
                          "who cannot write it, so every save would fail with 403 Permission denied", fix)
 
 
+def env_problems(settings: Settings) -> list[EnvProblem]:
+    return environment_problems(settings.container_variables(), str(settings.project_dir / ENV_FILE))
+
+
 def check_environment(stack: Stack) -> None:
     """The variables `.env` gives the notebook container, against the kernel's and Elastic Beanstalk's
     limits: a value the container could not start with stops `up`; one production would refuse is a warning."""
-    own = set(setting_keys())
-    environment = {k: v for k, v in stack.settings.dotenv.items() if k not in own}
-    where = str(stack.settings.project_dir / ENV_FILE)
-    for problem in environment_problems(environment, where):
+    for problem in env_problems(stack.settings):
         if problem.fatal:
             raise ConfigError(problem.message)
         stack.notify(Warned(problem.message, "notebook"))

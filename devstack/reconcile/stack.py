@@ -38,6 +38,7 @@ class Stack:
         self.settings = settings
         self.lock = project_lock(settings.state_dir)
         self.lock_wait = lock_wait
+        self.up_began = False
         self.spec: StackSpec = load_stack(settings)
         self.notify = notify
         self.redact = redactor or Redactor()
@@ -73,14 +74,13 @@ class Stack:
         self.notify(event)
 
     @contextmanager
-    def exclusive(self, timeout: float | None | bool = True, cancelled: Callable[[], bool] = lambda: False
-                  ) -> Iterator[None]:
-        """This process alone changes the stack while the block runs (see lock.py); `timeout` True:
-        the stack's own bound (`--lock-wait`), None: wait as long as it takes."""
+    def exclusive(self, forever: bool = False, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """This process alone changes the stack while the block runs (see lock.py). Another holder is
+        waited for up to `lock_wait` seconds (`--lock-wait`), or with `forever` as long as it takes."""
         def waiting(holder: Holder | None) -> None:
             self.notify(Info(waiting_line(holder)))
 
-        with self.lock.held(waiting, self.lock_wait if timeout is True else timeout, cancelled):
+        with self.lock.held(waiting, None if forever else self.lock_wait, cancelled):
             yield
 
     # -- observe, plan, apply --------------------------------------------------------
@@ -94,7 +94,13 @@ class Stack:
     def converge(self, force: frozenset[str] = frozenset(), no_cache: bool = False, images_only: bool = False,
                  before: StepHook | None = None, after: StepHook | None = None) -> list[Step]:
         """Apply plans until the plan is empty; returns the steps applied. `before` and `after` see each
-        step (the watcher waits for busy kernels before a recreate, and times each step)."""
+        step (the watcher waits for busy kernels before a recreate, and times each step). Holds the
+        project's lock (re-entrant: `up` and the watcher hold it already; `build` takes it here)."""
+        with self.exclusive():
+            return self._converge(force, no_cache, images_only, before, after)
+
+    def _converge(self, force: frozenset[str], no_cache: bool, images_only: bool, before: StepHook | None,
+                  after: StepHook | None) -> list[Step]:
         source = self._inputs_source(force)
         applier = self.applier()
         applier.images.update({image.name: image for image in source.images})
@@ -150,6 +156,7 @@ class Stack:
         that can be checked is checked first; when applying fails, what this `up` created is removed
         again (what existed before it is left)."""
         with self.exclusive():
+            self.up_began = True  # a Ctrl-C before this (waiting for another devstack) has nothing to stop
             preflight.check(self)
             applier = self.applier()
             applier.created.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hosts import LOOPBACK_NAMES, is_wildcard
-from ..settings import Settings, setting_keys
+from ..settings import Settings
 from .model import (
     LABEL_PROJECT,
     LABEL_SERVICE,
@@ -104,8 +104,7 @@ def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
               hostnames: tuple[str, ...]) -> ServiceSpec:
     # What `.env` adds beyond devstack's own settings reaches the container, as compose's env_file does;
     # devstack's settings (ports, KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's.
-    own_settings = set(setting_keys())
-    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
+    environment = settings.container_variables()
     urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
         "NB_UID": str(project.host_uid),

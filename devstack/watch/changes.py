@@ -21,7 +21,7 @@ from ..errors import ConfigError, DevstackError
 from ..events import Activity, Event, ChangeApplied, ChangeFailed, ChangeSeen, Info, Notify, NothingToApply, Warned, Watching
 from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
-from ..reconcile.preflight import check_ports
+from ..reconcile.preflight import check_environment, check_ports
 from ..settings import ENV_FILE, Settings
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
 from .debounce import Debouncer
@@ -166,7 +166,7 @@ class ChangeLoop:
         """Apply with the project's lock held: another devstack's `up`, `build` or `down` finishes first,
         however long it takes (the live view says whom it waits for); stopping ends the wait."""
         try:
-            with self.stack.exclusive(timeout=None, cancelled=self.stop.is_set):
+            with self.stack.exclusive(forever=True, cancelled=self.stop.is_set):
                 action()
         except StackBusy:
             if not self.stop.is_set():
@@ -254,6 +254,7 @@ class ChangeLoop:
             raise ConfigError(f"DEVSTACK_PROJECT changed from {self.stack.spec.project} to {settings.project_name}: "
                               "that is another stack; stop devstack (Ctrl-C) and run `devstack up` again")
         fresh = self.make_stack(settings)
+        check_environment(fresh)  # a value the container could not start with, before it is recreated
         check_ports(fresh)
         self.stack = fresh
         self.targets = self._targets()

@@ -80,6 +80,21 @@ def test_a_second_process_waits_then_names_the_holder_without_its_secrets(tmp_pa
         pass
 
 
+def test_every_command_that_changes_the_stack_waits_for_the_lock(project):
+    holder = hold_in_another_process(project / ".devstack")
+    try:
+        engine = MemoryEngine({NGINX: {}})
+        stack = stack_on(engine, project, lock_wait=0.2)
+        for command in (lambda: stack.build({"base"}), lambda: stack.up(ready_timeout=1), stack.stop, stack.down,
+                        stack.converge):
+            with pytest.raises(StackBusy, match=f"pid {holder.pid}"):
+                command()
+        assert engine.ops == [] and not stack.up_began
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_the_lock_is_reentrant_and_shared_by_the_threads_of_one_process(tmp_path):
     lock = project_lock(tmp_path / ".devstack")
     assert lock is project_lock(tmp_path / "x" / ".." / ".devstack")
@@ -253,3 +268,17 @@ def test_down_rmi_keeps_the_images_another_projects_container_uses(project, tmp_
     stack_on(engine, other).down(remove_images=True)
     assert engine.image("proversity/notebook") is None and engine.image("proversity/base-notebook") is None
     assert all(LABEL_IMAGE not in i.labels for i in engine.image_records.values())
+
+
+def test_doctor_names_each_value_production_would_refuse(project):
+    from devstack.doctor import FAIL, PASS, WARN, Doctor, check_environment
+
+    def rows():
+        doctor = Doctor(load_settings(project, environ={}), connect=lambda: (_ for _ in ()).throw(EngineError("no")))
+        return [(r.status, r.detail) for r in check_environment(doctor)]
+
+    assert [status for status, _ in rows()] == [PASS]
+    (project / ".env").write_text((project / ".env").read_text() + f"LONG={'v' * 300}\nHUGE={'x' * 140_000}\n")
+    statuses = rows()
+    assert [s for s, _ in statuses] == [WARN, FAIL, WARN]  # LONG, HUGE, and all of them together
+    assert "LONG" in statuses[0][1] and "HUGE" in statuses[1][1] and "4096" in statuses[2][1]
