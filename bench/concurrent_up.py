@@ -6,7 +6,10 @@ after the two `up -d` (goal: 1 in every trial), the runs that did not exit 0 or 
 engine error or a traceback (goal: 0), and the wall time of each command (the second `up -d`
 waits for the first: its time is the first one's plus its own no-op check).
 
-    .venv/bin/python bench/concurrent_up.py [--trials 6]
+    .venv/bin/python bench/concurrent_up.py [--trials 6] [--name concurrent_up]
+
+The baseline is devstack without the lock: the same script run by a venv with an older devstack
+installed (`--name concurrent_up-before`); run from outside the checkout, so that it imports that one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,10 +32,17 @@ def together(project, *commands: tuple[str, ...]) -> list[tuple[int, str, float]
     started = time.perf_counter()
     processes = [subprocess.Popen([sys.executable, "-m", "devstack", *args], cwd=project.dir, env=project.cli_env(),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for args in commands]
-    results = []
-    for process in processes:
+    results: list[tuple[int, str, float]] = [(0, "", 0.0)] * len(processes)
+
+    def finish(index: int, process: subprocess.Popen) -> None:  # each clocked when it ends, not in turn
         out, _ = process.communicate(timeout=900)
-        results.append((process.returncode, out, time.perf_counter() - started))
+        results[index] = (process.returncode, out, time.perf_counter() - started)
+
+    threads = [threading.Thread(target=finish, args=item) for item in enumerate(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return results
 
 
@@ -44,6 +55,7 @@ def networks(project) -> int:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--name", default="concurrent_up", help="the results file: bench/results/NAME.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         project = make_project(Path(root), "conc")
@@ -70,7 +82,7 @@ def main() -> None:
                 project.run("down")
         finally:
             project.down()
-    report("concurrent_up", "Commands started together in one project folder", [
+    report(args.name, "Commands started together in one project folder", [
         ("networks after two up -d", counts, "networks"),
         ("up -d that ran first", first, "s"),
         ("up -d that waited", second, "s"),
@@ -78,7 +90,7 @@ def main() -> None:
         ("down beside up -d", down_with_up, "s"),
     ], {"trials": args.trials, "runs that failed or printed a raw engine error": bad,
         "runs that said whom they waited for": waited},
-        command=f".venv/bin/python bench/concurrent_up.py --trials {args.trials}")
+        command=f"{sys.executable} bench/concurrent_up.py --trials {args.trials} --name {args.name}")
 
 
 if __name__ == "__main__":

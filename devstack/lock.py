@@ -67,6 +67,8 @@ def holder_command(argv: list[str] | None = None) -> str:
             hide_next = True
         elif arg.startswith("--set="):
             shown.append("--set=" + arg.removeprefix("--set=").split("=", 1)[0] + "=…")
+        elif arg.startswith("-s") and not arg.startswith("--"):  # -sKEY=VALUE, Click's attached form
+            shown.append(arg.split("=", 1)[0] + "=…")
         else:
             shown.append(arg)
     return " ".join(["devstack", *shown])

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 
 def check(stack: Stack) -> None:
-    """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
+    """Report the lint; refuse a folder that cannot be mounted, a value the container could not start
+    with, a taken port; warn of what would fail later (a notebooks folder Jupyter cannot write, a
+    value production would refuse); say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
     # The project's own files first: they need no engine, so a bad one is named even without one.
     report_lint(stack)

@@ -119,8 +119,8 @@ def _try(lock, **kwargs) -> str:
 
 
 def test_holder_command_hides_every_set_value():
-    assert holder_command(["--set", "A=1", "-s", "B=2", "--set=C=3", "up", "-d"]) == \
-        "devstack --set A=… -s B=… --set=C=… up -d"
+    assert holder_command(["--set", "A=1", "-s", "B=2", "--set=C=3", "-sD=4", "up", "-d"]) == \
+        "devstack --set A=… -s B=… --set=C=… -sD=… up -d"
 
 
 # -- duplicate networks -------------------------------------------------------------------------
