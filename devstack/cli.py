@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import BuildError, DevstackError, NotReady
+from .errors import BuildError, ConfigError, DevstackError, NotReady
+from .lock import DEFAULT_WAIT_SECONDS
 from .redact import Redactor
-from .settings import Settings, load_settings
+from .settings import Settings, is_number, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -51,9 +52,10 @@ SERVICES = ("notebook", "proxy")
 class Session:
     """What the global options chose; settings and the stack are made on first use."""
 
-    def __init__(self, project_dir: Path, flags: dict[str, str]):
+    def __init__(self, project_dir: Path, flags: dict[str, str], lock_wait: float = DEFAULT_WAIT_SECONDS):
         self.project_dir = project_dir
         self.flags = flags
+        self.lock_wait = lock_wait
         self.publish: list[str] = []  # `up -p HOST:CONTAINER`, added to EXTRA_PORTS
         self._settings: Settings | None = None
 
@@ -71,9 +73,13 @@ class Session:
 
     def stack(self):  # noqa: ANN201 - reconcile.Stack, imported lazily
         from .reconcile import Stack
+
+        return Stack(self.settings, notify=self.reporter(), redactor=redact, lock_wait=self.lock_wait)
+
+    def reporter(self):  # noqa: ANN201 - ui.reporter.Reporter, imported lazily
         from .ui.reporter import Reporter
 
-        return Stack(self.settings, notify=Reporter(console, redact), redactor=redact)
+        return Reporter(console, redact)
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -90,6 +96,13 @@ def _parse_set(values: list[str]) -> dict[str, str]:
     return flags
 
 
+def _print_version(value: bool) -> None:
+    """Eager: `devstack --version` needs no command (Click would otherwise ask for one first)."""
+    if value:
+        console().print(f"devstack {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -97,11 +110,12 @@ def _global(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a setting: KEY=VALUE (repeatable)."),
     project_name: Optional[str] = typer.Option(None, "--project-name", help="Same as --set DEVSTACK_PROJECT=NAME."),
     network: Optional[str] = typer.Option(None, "--network", help="bridge or host: same as --set NETWORK_MODE=..."),
-    version: bool = typer.Option(False, "--version", help="Print devstack's version and exit."),
+    lock_wait: float = typer.Option(DEFAULT_WAIT_SECONDS, "--lock-wait", metavar="SECONDS", help=(
+        "How long a command that changes the stack waits for another devstack process changing it "
+        "(it says which) before it gives up.")),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print devstack's version and exit."),
 ) -> None:
-    if version:
-        console().print(__version__)
-        raise typer.Exit()
     flags = _parse_set(set_)
     if project_name is not None:
         flags["DEVSTACK_PROJECT"] = project_name
@@ -109,7 +123,7 @@ def _global(
         flags["NETWORK_MODE"] = network
     if not project_dir.is_dir():
         raise DevstackError(f"--project-dir {project_dir}: no such folder")
-    ctx.obj = Session(project_dir, flags)
+    ctx.obj = Session(project_dir, flags, lock_wait)
 
 
 @app.command()
@@ -166,7 +180,34 @@ def down(
     rmi: bool = typer.Option(False, "--rmi", help="Also remove the images devstack built for this project."),
 ) -> None:
     """Remove the project's containers and network (the notebooks folder is kept)."""
-    _session(ctx).stack().down(remove_images=rmi)
+    session = _session(ctx)
+    try:
+        stack = session.stack()
+    except ConfigError as exc:
+        if rmi:
+            raise ConfigError(f"{exc} (`down --rmi` needs valid settings to know the image tags; plain "
+                              "`devstack down` works without them)") from None
+        down_by_label(session, exc)
+        return
+    stack.down(remove_images=rmi)
+
+
+def down_by_label(session: Session, invalid: ConfigError) -> None:
+    """`down` while the settings are invalid: the stack is found by its label, which needs only the
+    project's name."""
+    from .docker.engine import Engine
+    from .events import Info, Warned
+    from .lock import project_lock, waiting_line
+    from .reconcile.stack import remove_project
+    from .settings import project_name_only, state_dir_of
+
+    project = project_name_only(session.project_dir, session.flags)
+    notify = session.reporter()
+    notify(Warned(redact(f"the settings are invalid ({invalid}); removing project {project}'s stack by its "
+                         "label all the same")))
+    waiting = lambda holder: notify(Info(waiting_line(holder)))  # noqa: E731
+    with project_lock(state_dir_of(session.project_dir)).held(waiting, session.lock_wait):
+        remove_project(Engine.connect(), project, notify)
 
 
 @app.command()
@@ -211,9 +252,9 @@ def logs(
     """Print the containers' logs, secrets redacted."""
     if service is not None and service not in SERVICES:
         raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not is_number(tail):
         raise DevstackError(f"--tail {tail!r}: give a number of lines or 'all'")
-    lines = _session(ctx).stack().running.stream_logs(service, int(tail) if tail.isdigit() else "all", follow)
+    lines = _session(ctx).stack().running.stream_logs(service, int(tail) if is_number(tail) else "all", follow)
     try:
         for line in lines:
             console().out(line, highlight=False)

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .docker.engine import ContainerInfo, Engine, where_docker_is
-from .errors import DevstackError
 from .app_lint import ebextensions_inventory, lint_app
+from .errors import ConflictError, DevstackError
 from .proxy.lint import lint_stack
 from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
-from .reconcile.preflight import holds, port_problems
-from .settings import DEPLOYMENT_TOKEN_FILE, Settings
+from .reconcile.plan import duplicates_to_remove
+from .reconcile.preflight import env_problems, holds, notebooks_problem, port_problems
+from .settings import DEPLOYMENT_TOKEN_FILE, ENV_FILE, Settings
 from .snapshot import CheckResult
 from .spec import LABEL_PROJECT, StackSpec, load_stack
 
@@ -150,12 +151,16 @@ def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
     if not folder.is_dir():
         return [CheckResult(name, FAIL, f"{folder} is not a folder", "set NOTEBOOKS_DIR to a folder")]
     results = []
-    if os.access(folder, os.W_OK | os.X_OK):
-        results.append(CheckResult(name, PASS, f"{folder} is writable"))
-    else:
-        results.append(CheckResult(name, FAIL, f"{folder} is not writable by you",
-                                   f"chown {doctor.uid} {folder} (or chmod u+w)"))
     owner = folder.stat().st_uid
+    problem = notebooks_problem(folder, doctor.uid)
+    if problem is not None:  # the same check `up` makes: the owner, whom Jupyter runs as, cannot write
+        results.append(CheckResult(name, FAIL, problem.message, problem.fix))
+    elif os.access(folder, os.W_OK | os.X_OK):
+        results.append(CheckResult(name, PASS, f"{folder} is writable"))
+    else:  # Jupyter (its owner) can write it; you cannot
+        results.append(CheckResult(name, WARN, f"{folder} is writable by its owner (uid {owner}), whom Jupyter "
+                                   "runs as, but not by you", f"sudo chown -R {doctor.uid} {folder} if the "
+                                   "notebooks should be yours"))
     me = doctor.uid
     if doctor.spec.app.own:
         results.append(CheckResult("notebook user", INFO, "the project's own image decides who writes there "
@@ -176,6 +181,48 @@ def check_notebooks_dir(doctor: Doctor) -> list[CheckResult]:
             results.append(CheckResult("notebook user", WARN, f"the running container writes as uid {out.strip()}, "
                                        f"but {folder} now belongs to uid {owner}", "run `devstack up` to recreate it"))
     return results
+
+
+def check_network(doctor: Doctor) -> list[CheckResult]:
+    """One network of the project's name: with two (two `up`s that raced, before devstack locked the
+    project), creating a container fails with `network ... is ambiguous`."""
+    layout = doctor.spec.network
+    if layout.host_mode:
+        return []
+    if doctor.engine is None:
+        return [_no_engine("network")]
+    name = f"network {layout.name}"
+    networks = doctor.engine.networks_named(layout.name)
+    if not networks:
+        return [CheckResult(name, PASS, "does not exist yet; `devstack up` creates it")]
+    ids = ", ".join(n.id[:12] for n in networks)
+    foreign = [n for n in networks if n.labels.get(LABEL_PROJECT) != doctor.spec.project]
+    if foreign:
+        return [CheckResult(name, FAIL, f"{len(foreign)} network(s) of that name ({', '.join(n.id[:12] for n in foreign)}) "
+                            f"were not created by devstack for project {doctor.spec.project}",
+                            "remove them yourself (`docker network rm ID`) or set DEVSTACK_PROJECT to another name")]
+    if len(networks) == 1:
+        return [CheckResult(name, PASS, f"one network of that name ({ids}), this project's")]
+    try:
+        extra = duplicates_to_remove(networks[0], tuple(networks[1:]))
+    except ConflictError as exc:
+        return [CheckResult(name, FAIL, str(exc), "`devstack down`, then `devstack up`")]
+    return [CheckResult(name, FAIL, f"{len(networks)} networks have that name ({ids}): creating a container on it "
+                        "fails as ambiguous", f"`devstack up` removes the empty duplicate(s) "
+                        f"{', '.join(n.id[:12] for n in extra)} (or `docker network rm` them)")]
+
+
+def check_environment(doctor: Doctor) -> list[CheckResult]:
+    """The variables `.env` gives the notebook container, against Elastic Beanstalk's limits and the
+    kernel's (the same rule `up` applies: envlimits)."""
+    problems = env_problems(doctor.settings)
+    if not problems:
+        count = len(doctor.settings.container_variables())
+        return [CheckResult("environment", PASS, f"{count} variable(s) from {ENV_FILE} for the notebook "
+                            "container, within Elastic Beanstalk's limits")]
+    return [CheckResult("environment", FAIL if p.fatal else WARN, p.message,
+                        "shorten it, or keep it in a file the notebook reads" if p.fatal else
+                        "shorten it before deploying, or move it to a file") for p in problems]
 
 
 def check_token(doctor: Doctor) -> list[CheckResult]:
@@ -302,8 +349,8 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
 
 
 CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
-    check_engine, check_buildkit, check_ports, check_notebooks_dir, check_token, check_docker_envs,
-    check_proxy_lint, check_app, check_proxy_loads, check_edx,
+    check_engine, check_buildkit, check_ports, check_network, check_notebooks_dir, check_environment, check_token,
+    check_docker_envs, check_proxy_lint, check_app, check_proxy_loads, check_edx,
 )
 
 

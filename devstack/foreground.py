@@ -103,7 +103,8 @@ class ForegroundRun:
                 self.stack.up(ready_timeout=ready_timeout)
         except KeyboardInterrupt:
             self._stop_watching()
-            self.end(self.stack)
+            if self.stack.up_began:  # interrupted while waiting for another devstack: this run changed nothing
+                self.end(self.stack)
             return False
         except DevstackError:
             self._stop_watching()

@@ -75,7 +75,7 @@ def parse_port_specs(text: str, origin: str = "EXTRA_PORTS") -> tuple[PortMappin
             raise ValueError(f"{spec!r} is not a port mapping: write HOST:CONTAINER, for example 8888:8888{hint}")
         ports = []
         for side, value in zip(("host", "container"), parts):
-            if not value.isdigit():
+            if not is_number(value):
                 raise ValueError(f"{spec!r}: {side} port {value!r} is not a number: "
                                  "write HOST:CONTAINER, for example 8888:8888")
             if not 1 <= int(value) <= 65535:
@@ -83,6 +83,12 @@ def parse_port_specs(text: str, origin: str = "EXTRA_PORTS") -> tuple[PortMappin
             ports.append(int(value))
         mappings.append(PortMapping(ports[0], ports[1], origin))
     return tuple(mappings)
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also says yes to '²' (which int() refuses) and to '５' (which
+    int() reads as 5), and neither is a port anyone meant."""
+    return text.isascii() and text.isdigit()
 
 
 def _port(key: str, default: int, description: str) -> Any:
@@ -247,7 +253,7 @@ class Settings(BaseModel):
     @classmethod
     def _check_edx_hostname(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not host or not is_number(port) or not 1 <= int(port) <= 65535:
             raise ValueError("must be host:port, for example localhost:8000")
         return value
 
@@ -317,7 +323,7 @@ class Settings(BaseModel):
     @property
     def state_dir(self) -> Path:
         """Where devstack keeps what it generates for this project (never watched, never in git)."""
-        return self.project_dir / ".devstack"
+        return state_dir_of(self.project_dir)
 
     @property
     def edx_origin(self) -> str:
@@ -338,6 +344,12 @@ class Settings(BaseModel):
     def _resolve(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.project_dir / path).resolve()
+
+    def container_variables(self) -> dict[str, str]:
+        """What `.env` adds beyond devstack's own settings: the notebook container's environment, as
+        compose's env_file gives it (production's environment properties)."""
+        own = set(setting_keys())
+        return {k: v for k, v in self.dotenv.items() if k not in own}
 
     def secret_values(self) -> list[str]:
         return [s for s in (self.deployment_token.get_secret_value(), self.jupyter_token.get_secret_value()) if s]
@@ -380,6 +392,23 @@ def normalize_project_name(name: str) -> str:
     return cleaned or "devstack"
 
 
+def state_dir_of(project_dir: Path) -> Path:
+    return project_dir / ".devstack"
+
+
+def read_env_text(path: Path) -> str:
+    """A `.env` file's text; one that is not UTF-8 is an error naming the line (never the bytes:
+    they may be a secret's)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}: byte {column} of the line is not UTF-8 text (a Latin-1 é, say): "
+                          f"save {path.name} as UTF-8") from None
+
+
 def read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     """The variables of a `.env` file and the line each was set on.
 
@@ -388,7 +417,7 @@ def read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     """
     if not path.is_file():
         return {}, {}
-    text = path.read_text(encoding="utf-8")
+    text = read_env_text(path)
     lines: dict[str, int] = {}
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
@@ -400,7 +429,36 @@ def read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
         if binding.key is not None:
             lines[binding.key] = line
     values = {k: ("" if v is None else v) for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    for key, value in values.items():
+        if "\0" in key or "\0" in value:
+            raise ConfigError(f"{path}:{lines.get(key, 0)}: {key.replace(chr(0), '')} holds a NUL byte, which no "
+                              "environment variable can carry: remove it from the line")
     return values, lines
+
+
+def project_name_only(project_dir: Path, flags: Mapping[str, str] | None = None,
+                      environ: Mapping[str, str] | None = None) -> str:
+    """The project's name without validating any other setting (`down` needs nothing else, so it works
+    while `.env` is broken): flag, environment, `.env` read leniently, or the folder's name."""
+    project_dir = project_dir.resolve()
+    environ = os.environ if environ is None else environ
+    name, source = "", "default"
+    for layer, label in ((flags or {}, "flag --set"), (environ, "environment")):
+        if "DEVSTACK_PROJECT" in layer:
+            name, source = layer["DEVSTACK_PROJECT"], label
+            break
+    else:
+        env_path = project_dir / ENV_FILE
+        if env_path.is_file():
+            text = env_path.read_bytes().decode("utf-8", errors="replace")
+            for binding in parse_stream(io.StringIO(text)):
+                if binding.key == "DEVSTACK_PROJECT" and not binding.error:
+                    name, source = binding.value or "", f"{env_path}:{binding.original.line}"
+    if not name:
+        return normalize_project_name(project_dir.name)
+    if not _PROJECT_NAME.match(name):
+        raise ConfigError(f"{source}: DEVSTACK_PROJECT={name!r} is not a project name: fix it and run again")
+    return name
 
 
 def load_settings(
@@ -469,7 +527,7 @@ def _read_token_file(path: Path) -> str:
 
 def _parse_port(key: str, value: str, source: str) -> int:
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not is_number(text) or not 1 <= int(text) <= 65535:
         raise ConfigError(f"{source}: {key}={text!r} is not a port: use an integer from 1 to 65535")
     return int(text)
 

@@ -53,7 +53,25 @@ def docker_client():
     ensure_seed_images(nginx_tag=NGINX_IMAGE, openresty_tag=OPENRESTY_IMAGE)
     yield client
     _remove_by_label(client, f"dst{RUN_ID}", prefix=True)
+    _remove_run_image_tags(client)
     client.close()
+
+
+def _remove_run_image_tags(client) -> None:
+    """The image tags this run's tests gave their own projects' images (`devstack-test/<what>-<project>`,
+    say a failing or a replaced final image): each is named for a project of this run, so no other
+    run's tag and no developer's image is touched. Never forced: the engine deletes an image only when
+    no other tag names it and no container uses it. The checkout's shared tags (TEST_BASE_TAG,
+    TEST_NOTEBOOK_TAG) are not the run's: every run of this checkout reuses them instead of building."""
+    import docker
+
+    for image in client.images.list(name="devstack-test/*"):
+        for tag in image.tags:
+            if f"dst{RUN_ID}" in tag:
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError as exc:  # shared with a run still going: say so, do not fail
+                    print(f"kept image tag {tag}: {exc}", file=sys.stderr)
 
 
 def _remove_by_label(client, name: str, prefix: bool = False) -> None:

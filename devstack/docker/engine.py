@@ -44,6 +44,7 @@ class ContainerInfo:
     health: str = ""
     ips: dict[str, str] = field(default_factory=dict)  # network name -> IP
     ports: tuple[str, ...] = ()
+    image_ref: str = ""  # the reference it was created from (a tag, as the spec named it)
 
     @property
     def running(self) -> bool:
@@ -56,6 +57,7 @@ class ImageInfo:
     tags: tuple[str, ...]
     labels: dict[str, str]
     created: datetime | None
+    parent: str = ""  # the image it was built FROM (classic builder), "" when unknown
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class NetworkInfo:
     id: str
     name: str
     labels: dict[str, str]
+    created: str = ""  # the engine's timestamp, sortable as text
+    containers: int = 0  # containers attached (known when inspected: `networks_named`)
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,19 @@ class Engine:
             tags=tuple(attrs.get("RepoTags") or ()),
             labels=dict(config.get("Labels") or {}),
             created=_parse_time(attrs.get("Created")),
+            parent=attrs.get("Parent") or "",
         )
+
+    def image_lineage(self, image_id: str, limit: int = 200) -> list[str]:
+        """The image and those it was built from, as far as the engine knows (locally built ones)."""
+        lineage: list[str] = []
+        while image_id and len(lineage) < limit and image_id not in lineage:
+            found = self.image(image_id)
+            if found is None:
+                break
+            lineage.append(found.id)
+            image_id = found.parent
+        return lineage
 
     def build(
         self,
@@ -243,10 +259,18 @@ class Engine:
     # -- networks --------------------------------------------------------
 
     def network(self, name: str) -> NetworkInfo | None:
-        for net in _guard(self._api.networks, names=[name], what=f"network {name}"):
-            if net["Name"] == name:
-                return NetworkInfo(net["Id"], net["Name"], dict(net.get("Labels") or {}))
-        return None
+        found = self.networks_named(name)
+        return found[0] if found else None
+
+    def networks_named(self, name: str) -> list[NetworkInfo]:
+        """Every network of exactly this name, oldest first: the engine lets two `create`s made at the
+        same moment both succeed. With more than one, each is inspected for its containers."""
+        found = [n for n in _guard(self._api.networks, names=[name], what=f"network {name}") if n["Name"] == name]
+        if len(found) > 1:
+            found = [_guard(self._api.inspect_network, n["Id"], what=f"network {name}") for n in found]
+        infos = [NetworkInfo(n["Id"], n["Name"], dict(n.get("Labels") or {}), str(n.get("Created", "")),
+                             len(n.get("Containers") or {})) for n in found]
+        return sorted(infos, key=lambda n: n.created)
 
     def networks(self, project: str) -> list[NetworkInfo]:
         found = _guard(self._api.networks, filters={"label": f"{LABEL_PROJECT}={project}"}, what="networks")
@@ -553,6 +577,7 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
         health=((state.get("Health") or {}).get("Status") or ""),
         ips={name: net.get("IPAddress", "") for name, net in networks.items()},
         ports=tuple(sorted(ports)),
+        image_ref=str(config.get("Image") or ""),
     )
 
 

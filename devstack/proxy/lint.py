@@ -15,7 +15,7 @@ from pathlib import Path
 from .modules import module_of
 from .nginxconf import Directive, ParsedFile, listen_port, parse_file
 from .render import RenderedProxy, render_proxy_config
-from ..settings import Settings
+from ..settings import Settings, is_number
 from ..cookie import COOKIE_NAME
 from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, same_site, host_pattern
 from ..spec import NGINX, Flavor, Listener, NetworkLayout, StackSpec
@@ -451,7 +451,7 @@ def _address_port(address: str) -> int | None:
     if address.startswith("unix:") or ":" not in address:
         return None
     port = address.rsplit(":", 1)[1]
-    return int(port) if port.isdigit() else None
+    return int(port) if is_number(port) else None
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -12,6 +12,8 @@ import os
 
 import crossplane
 
+from ..settings import is_number
+
 # Where EB's nginx (and the sidecar's) reads its configuration: an absolute include under it names a
 # file of the rendered tree; a relative one is relative to it, as nginx resolves it against its prefix.
 NGINX_PREFIX = "/etc/nginx/"
@@ -137,9 +139,9 @@ def listen_port(args: tuple[str, ...]) -> int | None:
         return None
     address = args[0]
     port = address.rsplit(":", 1)[-1] if (":" in address and not address.endswith("]")) else address
-    if port.isdigit():
+    if is_number(port):
         return int(port)
-    return 80 if not port.isdigit() and ("." in address or address.startswith("[")) else None
+    return 80 if not is_number(port) and ("." in address or address.startswith("[")) else None
 
 
 def listen_ports(paths: tuple[Path, ...]) -> set[int]:

@@ -31,6 +31,9 @@ class Applier:
         self.images: dict[str, ImageSpec] = {image.name: image for image in spec.images}
         self.no_cache = False
         self._superseded: set[str] = set()
+        # What was created since `created` was last cleared, in order: ("container" | "network", id, name).
+        # `up` removes it again when applying fails, so a failed `up` leaves the stack as it found it.
+        self.created: list[tuple[str, str, str]] = []
 
     def describe(self, spec: StackSpec) -> None:
         """The stack was described again (the project's proxy files changed)."""
@@ -43,6 +46,7 @@ class Applier:
             Verb.BUILD: self._build,
             Verb.PULL: self._pull,
             Verb.CREATE_NETWORK: self._create_network,
+            Verb.REMOVE_NETWORK: self._remove_network,
             Verb.REMOVE: self._remove_renamed,
             Verb.CREATE: self._create,
             Verb.RECREATE: self._create,
@@ -70,7 +74,11 @@ class Applier:
                               f"({exc}): pull or load it yourself, or name an image you have") from None
 
     def _create_network(self, step: Step) -> None:
-        self.engine.create_network(step.target, self.spec.labels)
+        network = self.engine.create_network(step.target, self.spec.labels)
+        self.created.append(("network", network.id, step.target))
+
+    def _remove_network(self, step: Step) -> None:
+        self.engine.remove_network(step.network_id)
 
     def _remove_renamed(self, step: Step) -> None:
         self.engine.remove(step.container_id, step.target)
@@ -84,6 +92,7 @@ class Applier:
                 self._superseded.add(old.image_id)
         network = self.spec.network.name
         container_id = self.engine.create_container(service, network, {LABEL_CONFIG_HASH: step.config_hash})
+        self.created.append(("container", container_id, service.container_name))
         self.engine.start(container_id, service.container_name)
 
     def _start(self, step: Step) -> None:

@@ -13,11 +13,12 @@ def observe(engine: Engine, spec: StackSpec) -> Observed:
     images = {ref: found for ref in dict.fromkeys(refs) if (found := engine.image(ref)) is not None}
     containers = {service.container_name: found for service in spec.services
                   if (found := engine.container(service.container_name)) is not None}
-    network = None if spec.network.host_mode else engine.network(spec.network.name)
+    networks = [] if spec.network.host_mode else engine.networks_named(spec.network.name)
     return Observed(
         images=images,
         containers=containers,
         labelled=tuple(engine.containers(spec.project)),
-        network=network,
+        network=networks[0] if networks else None,
+        duplicate_networks=tuple(networks[1:]),
         proxy_files=ProxyConfigStore(spec.proxy.config_dir).current_files() or {},
     )

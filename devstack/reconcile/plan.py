@@ -3,8 +3,9 @@
 `plan_stack` is the one place that decides what each hash is made of (an image's: its context
 and its parent's ID; a container's: its spec, its image's ID, and for the notebook the secrets'
 fingerprint), so `up`, the watcher asking whether a recreate is coming, and the applier all agree.
-Steps come in the order they must be applied: images (base first), the network, the notebook
-container, the proxy's image, its configuration (the notebook's address), the proxy container.
+Steps come in the order they must be applied: the proxy's image (pulled first, so that a missing
+one stops `up` before anything is built or started), images (base first), the network, the
+notebook container, the proxy's configuration (the notebook's address), the proxy container.
 A step that needs what an earlier one produces (a new image's ID, the notebook's new IP) is
 listed with `ready=False`: the applier applies the ready ones, observes again, and plans again.
 """
@@ -25,6 +26,7 @@ class Verb(str, Enum):
     BUILD = "build"
     PULL = "pull"
     CREATE_NETWORK = "create network"
+    REMOVE_NETWORK = "remove network"  # an empty duplicate of the project's network
     REMOVE = "remove"  # a service's container under an older name
     CREATE = "create"
     RECREATE = "recreate"
@@ -41,6 +43,7 @@ class Step:
     container_id: str = ""  # REMOVE, RECREATE, START: the container it acts on
     config_hash: str = ""  # CREATE, RECREATE: the label the new container carries
     context_hash: str = ""  # BUILD: the label the new image carries
+    network_id: str = ""  # REMOVE_NETWORK: which of the networks of that name
 
     def __str__(self) -> str:
         return f"{self.verb.value} {self.target}: {self.reason}"
@@ -78,6 +81,8 @@ class Observed:
     containers: Mapping[str, ContainerInfo]  # by container name, whoever owns it
     labelled: tuple[ContainerInfo, ...] = ()  # every container carrying this project's label
     network: NetworkInfo | None = None
+    # Other networks of the same name (the engine allows several): the network is then ambiguous.
+    duplicate_networks: tuple[NetworkInfo, ...] = ()
     proxy_files: Mapping[str, str] = field(default_factory=dict)  # the configuration the sidecar serves
 
     def notebook_address(self, spec: StackSpec) -> str:
@@ -136,14 +141,15 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
     """Every step that brings what the engine has to the desired stack, with the reason for each.
     Raises ConflictError when a name the stack needs is held by something devstack did not create."""
     steps: list[Step] = []
+    # Pulled before anything is built or created: a missing image must leave nothing half-started.
+    proxy = spec.service("proxy")
+    proxy_image = _pulled(proxy, observed, steps)
     image_ids = _plan_images(spec, observed, inputs, steps)
     if not spec.network.host_mode:
         _plan_network(spec, observed, steps)
     notebook = spec.service("notebook")
     notebook_image = image_ids.get("notebook") if notebook.build else _pulled(notebook, observed, steps)
     notebook_steps = _plan_container(spec, notebook, observed, notebook_image, inputs.secrets, steps)
-    proxy = spec.service("proxy")
-    proxy_image = _pulled(proxy, observed, steps)
     if notebook_steps or inputs.proxy_files is None:
         steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", "the notebook container gets a new address", ready=False))
     elif dict(inputs.proxy_files) != dict(observed.proxy_files):
@@ -185,9 +191,29 @@ def _plan_network(spec: StackSpec, observed: Observed, steps: list[Step]) -> Non
     name = spec.network.name
     if observed.network is None:
         steps.append(Step(Verb.CREATE_NETWORK, name, "the stack's containers share it"))
-    elif observed.network.labels.get(LABEL_PROJECT) != spec.project:
-        raise ConflictError(f"network {name} exists and was not created by devstack for project {spec.project}: "
-                            "remove it yourself or set DEVSTACK_PROJECT to another name")
+        return
+    for network in (observed.network, *observed.duplicate_networks):
+        if network.labels.get(LABEL_PROJECT) != spec.project:
+            raise ConflictError(f"network {name} ({network.id[:12]}) exists and was not created by devstack for "
+                                f"project {spec.project}: remove it yourself or set DEVSTACK_PROJECT to another name")
+    for network in duplicates_to_remove(observed.network, observed.duplicate_networks):
+        steps.append(Step(Verb.REMOVE_NETWORK, name, f"an empty duplicate ({network.id[:12]}) of the project's "
+                          "network makes its name ambiguous", network_id=network.id))
+
+
+def duplicates_to_remove(network: NetworkInfo, duplicates: tuple[NetworkInfo, ...]) -> list[NetworkInfo]:
+    """Of several networks of one name, all of this project: the empty ones to remove so that one is left
+    (the one holding containers, else the oldest). Two holding containers: a ConflictError that says how
+    to start over, since removing either would cut containers off."""
+    if not duplicates:
+        return []
+    networks = sorted((network, *duplicates), key=lambda n: n.created)
+    in_use = [n for n in networks if n.containers]
+    if len(in_use) > 1:
+        raise ConflictError(f"{len(networks)} networks are named {network.name} ({', '.join(n.id[:12] for n in networks)})"
+                            f" and {len(in_use)} of them hold containers: run `devstack down`, then `devstack up`")
+    keep = in_use[0] if in_use else networks[0]
+    return [n for n in networks if n is not keep]
 
 
 def _plan_container(spec: StackSpec, service: ServiceSpec, observed: Observed, image_id: str | None, extra: str,

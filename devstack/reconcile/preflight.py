@@ -1,19 +1,26 @@
-"""What `up` checks and prepares before anything changes: the lint, the ports, the folders it mounts.
+"""What `up` checks and prepares before anything changes: the lint, the ports, the folders it mounts,
+the environment the notebook container gets.
 
-`port_problems` is the one port check: `up` refuses to start on one, `doctor` shows each.
+`port_problems` is the one port check and `notebooks_problem` the one notebooks-folder check: `up`
+refuses to start on one (or warns), `doctor` shows each.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..docker.engine import ContainerInfo, Engine
+from ..app_lint import ebextensions_inventory, lint_app
+from ..envlimits import EnvProblem, environment_problems
 from ..errors import ConfigError, ConflictError, EngineError, ProxyConfigError
 from ..events import Info, Warned
-from ..app_lint import ebextensions_inventory, lint_app
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
+from ..settings import ENV_FILE, Settings
 from ..spec import LABEL_PROJECT, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
@@ -24,15 +31,17 @@ if TYPE_CHECKING:
 
 
 def check(stack: Stack) -> None:
-    """Report the lint, refuse a taken port or a missing folder, and say what the stack will be like."""
+    """Report the lint; refuse a folder that cannot be mounted, a value the container could not start
+    with, a taken port; warn of what would fail later (a notebooks folder Jupyter cannot write, a
+    value production would refuse); say what the stack will be like."""
     settings, spec = stack.settings, stack.spec
     stack.notify(Info(spec.app.reason, "notebook"))
     stack.notify(Info(spec.proxy.choice.describe(), "proxy"))
+    # The project's own files first: they need no engine, so a bad one is named even without one.
     report_lint(stack, enforce=True)
     report_app(stack)
-    check_final_from(stack)
-    check_ports(stack)
     check_sources(stack)
+    check_environment(stack)
     if settings.sifu_src_path is not None:
         stack.notify(Info(f"Sifu: running from SIFU_SRC={settings.sifu_src_path} (mounted over {spec.app.sifu_path})"))
     elif not settings.sifu_repo and not spec.app.own:
@@ -45,8 +54,13 @@ def check(stack: Stack) -> None:
         # The folders EB's host provides (Dockerrun.aws.json's volumes, its log folder): this project's own.
         if mount.source.is_relative_to(spec.state_dir) and not mount.read_only:
             mount.source.mkdir(parents=True, exist_ok=True)
+    problem = notebooks_problem(spec.notebooks_dir) if spec.notebooks_dir is not None else None
+    if problem is not None:
+        stack.notify(Warned(f"{problem.message}: {problem.fix}", "notebook"))
+    check_final_from(stack)
+    check_ports(stack)
     if spec.notebooks_dir is not None:
-        spec.notebooks_dir.mkdir(parents=True, exist_ok=True)
+        make_notebooks_dir(spec.notebooks_dir)
     else:
         name = spec.service("notebook").container_name
         stack.notify(Warned(f"NOTEBOOKS_DIR is empty, so nothing is mounted at /notebooks: notebooks live only "
@@ -108,6 +122,56 @@ def check_sources(stack: Stack) -> None:
     src = stack.settings.sifu_src_path
     if src is not None and not src.is_dir():
         raise ConfigError(f"SIFU_SRC={src}: no such folder: point it at your Sifu checkout, or leave it empty")
+    notebooks = stack.spec.notebooks_dir
+    if notebooks is not None and notebooks.exists() and not notebooks.is_dir():
+        raise ConfigError(f"NOTEBOOKS_DIR={notebooks} ({stack.settings.sources.get('NOTEBOOKS_DIR', 'default')}) "
+                          "is a file, not a folder: point NOTEBOOKS_DIR at a folder (it is created if missing)")
+
+
+def make_notebooks_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"NOTEBOOKS_DIR={folder}: cannot create it ({exc.strerror}): create it yourself, "
+                          "or point NOTEBOOKS_DIR at a folder you can write") from None
+
+
+@dataclass(frozen=True)
+class FolderProblem:
+    message: str
+    fix: str
+
+
+def notebooks_problem(folder: Path, uid: int | None = None) -> FolderProblem | None:
+    """Whether Jupyter can write the notebooks folder. It runs as the folder's owner (so that what it
+    writes is the owner's), hence the owner's permission bits decide, not who runs devstack (`uid`,
+    whom the fix is written for)."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid == 0:
+        return None  # Jupyter runs as root, which writes whatever the mode says
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o300 == 0o300:
+        return None
+    me = os.getuid() if uid is None else uid
+    fix = f"chmod u+rwx {folder}" if me in (0, info.st_uid) else f"sudo chmod u+rwx {folder}"
+    return FolderProblem(f"NOTEBOOKS_DIR={folder} has mode {mode:o}: Jupyter runs as its owner (uid {info.st_uid}), "
+                         "who cannot write it, so every save would fail with 403 Permission denied", fix)
+
+
+def env_problems(settings: Settings) -> list[EnvProblem]:
+    return environment_problems(settings.container_variables(), str(settings.project_dir / ENV_FILE))
+
+
+def check_environment(stack: Stack) -> None:
+    """The variables `.env` gives the notebook container, against the kernel's and Elastic Beanstalk's
+    limits: a value the container could not start with stops `up`; one production would refuse is a warning."""
+    for problem in env_problems(stack.settings):
+        if problem.fatal:
+            raise ConfigError(problem.message)
+        stack.notify(Warned(problem.message, "notebook"))
 
 
 def check_ports(stack: Stack) -> None:

@@ -3,12 +3,14 @@ plan is empty; and stop or remove what it made."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..docker.engine import Engine
-from ..errors import ConflictError, EngineError, NotReady
-from ..events import Acted, Notify, Ready, Warned, ignore
+from ..errors import ConflictError, DevstackError, EngineError, NotReady
+from ..events import Acted, Info, Notify, Ready, Warned, ignore
+from ..lock import DEFAULT_WAIT_SECONDS, Holder, project_lock, waiting_line
 from ..probes import ProbeResult, stack_probes, wait_until_ready
 from ..proxy.lint import Finding
 from ..proxy.render import render_proxy_config
@@ -32,8 +34,11 @@ class Stack:
     """Brings one project's stack to its desired state and reports what it does (as typed events)."""
 
     def __init__(self, settings: Settings, notify: Notify = ignore, connect: Callable[[], Engine] = Engine.connect,
-                 redactor: Redactor | None = None):
+                 redactor: Redactor | None = None, lock_wait: float | None = DEFAULT_WAIT_SECONDS):
         self.settings = settings
+        self.lock = project_lock(settings.state_dir)
+        self.lock_wait = lock_wait
+        self.up_began = False
         self.spec: StackSpec = load_stack(settings)
         self.notify = notify
         self.redact = redactor or Redactor()
@@ -68,6 +73,16 @@ class Stack:
     def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
         self.notify(event)
 
+    @contextmanager
+    def exclusive(self, forever: bool = False, cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """This process alone changes the stack while the block runs (see lock.py). Another holder is
+        waited for up to `lock_wait` seconds (`--lock-wait`), or with `forever` as long as it takes."""
+        def waiting(holder: Holder | None) -> None:
+            self.notify(Info(waiting_line(holder)))
+
+        with self.lock.held(waiting, None if forever else self.lock_wait, cancelled):
+            yield
+
     # -- observe, plan, apply --------------------------------------------------------
 
     def plan(self, force: frozenset[str] = frozenset()) -> Plan:
@@ -79,7 +94,13 @@ class Stack:
     def converge(self, force: frozenset[str] = frozenset(), no_cache: bool = False, images_only: bool = False,
                  before: StepHook | None = None, after: StepHook | None = None) -> list[Step]:
         """Apply plans until the plan is empty; returns the steps applied. `before` and `after` see each
-        step (the watcher waits for busy kernels before a recreate, and times each step)."""
+        step (the watcher waits for busy kernels before a recreate, and times each step). Holds the
+        project's lock (re-entrant: `up` and the watcher hold it already; `build` takes it here)."""
+        with self.exclusive():
+            return self._converge(force, no_cache, images_only, before, after)
+
+    def _converge(self, force: frozenset[str], no_cache: bool, images_only: bool, before: StepHook | None,
+                  after: StepHook | None) -> list[Step]:
         source = self._inputs_source(force)
         applier = self.applier()
         applier.images.update({image.name: image for image in source.images})
@@ -131,10 +152,33 @@ class Stack:
     # -- the commands -----------------------------------------------------------------
 
     def up(self, ready_timeout: float = 180.0) -> list[ProbeResult]:
-        """Everything to the desired state, then wait until it answers through the proxy."""
-        preflight.check(self)
-        self.converge()
-        return self.wait_ready(ready_timeout)
+        """Everything to the desired state, then wait until it answers through the proxy. Everything
+        that can be checked is checked first; when applying fails, what this `up` created is removed
+        again (what existed before it is left)."""
+        with self.exclusive():
+            self.up_began = True  # a Ctrl-C before this (waiting for another devstack) has nothing to stop
+            preflight.check(self)
+            applier = self.applier()
+            applier.created.clear()
+            try:
+                self.converge()
+            except DevstackError:
+                self._remove_created(applier)
+                raise
+            return self.wait_ready(ready_timeout)
+
+    def _remove_created(self, applier: Applier) -> None:
+        for kind, object_id, name in reversed(applier.created):
+            try:
+                if kind == "container":
+                    self.engine().remove(object_id, name)
+                else:
+                    self.engine().remove_network(object_id)
+            except DevstackError as exc:
+                self.notify(Warned(f"could not remove {kind} {name}, which this `up` created: {exc}", name))
+                continue
+            self.notify(Acted(f"removed {kind} {name} again: this `up` created it and failed", name))
+        applier.created.clear()
 
     def build(self, images: set[str], no_cache: bool = False) -> None:
         self.converge(force=frozenset(images), no_cache=no_cache, images_only=True)
@@ -151,32 +195,70 @@ class Stack:
 
     def stop(self) -> None:
         """Stop the project's containers, keep them (compose's Ctrl-C)."""
-        engine = self.engine()
-        for container in engine.containers(self.spec.project):
-            if container.running:
-                engine.stop(container.id, container.name)
-                self.notify(Acted(f"stop {container.name}", container.service))
+        with self.exclusive():
+            engine = self.engine()
+            for container in engine.containers(self.spec.project):
+                if container.running:
+                    engine.stop(container.id, container.name)
+                    self.notify(Acted(f"stop {container.name}", container.service))
 
     def down(self, remove_images: bool = False) -> None:
-        """Remove the project's containers and network, found by label; nothing else."""
-        engine = self.engine()
-        for container in engine.containers(self.spec.project):
-            engine.remove(container.id, container.name)
-            self.notify(Acted(f"remove container {container.name}", container.service))
-        for network in engine.networks(self.spec.project):
-            engine.remove_network(network.id)
-            self.notify(Acted(f"remove network {network.name}", "network"))
-        if not remove_images:
-            return
-        for image in reversed(self.spec.images):
-            found = engine.image(image.tag)
-            if found is None or LABEL_IMAGE not in found.labels:
-                continue  # not built by devstack: not ours to remove
-            try:
-                engine.remove_image(image.tag)
-                self.notify(Acted(f"remove image {image.tag}", image.name))
-            except (ConflictError, EngineError) as exc:
-                self.notify(Warned(f"kept image {image.tag}: {exc}", image.name))
+        """Remove the project's containers and network, found by label; nothing else. With
+        `remove_images`, also the images devstack built that no other project's container uses."""
+        with self.exclusive():
+            engine = self.engine()
+            remove_project(engine, self.spec.project, self.notify)
+            if remove_images:
+                remove_unshared_images(engine, self.spec.project, [(i.tag, i.name) for i in reversed(self.spec.images)],
+                                       self.notify)
+
+
+def remove_project(engine: Engine, project: str, notify: Notify) -> None:
+    """Remove a project's containers and networks, found by its label alone: this needs no setting
+    but the project's name (so `down` works while `.env` is invalid)."""
+    for container in engine.containers(project):
+        engine.remove(container.id, container.name)
+        notify(Acted(f"remove container {container.name}", container.service))
+    for network in engine.networks(project):
+        engine.remove_network(network.id)
+        notify(Acted(f"remove network {network.name}", "network"))
+
+
+def remove_unshared_images(engine: Engine, project: str, images: list[tuple[str, str]], notify: Notify) -> None:
+    """Remove each (tag, image name) that devstack built, unless another project's stack uses it: a
+    container of it was created from that tag (two projects with the default tags share one), or its
+    image is one that such a container's image was built from (a shared base). A tag on the very image
+    another project runs under another tag is only a second name: removing it just untags."""
+    by_tag: dict[str, str] = {}  # tag -> the other project's container created from it
+    by_ancestor: dict[str, str] = {}  # image ID -> the other project's container whose image is built from it
+    lineages: dict[str, list[str]] = {}  # containers of one image share its lineage
+    for container in engine.containers():
+        if container.project == project:
+            continue
+        who = f"project {container.project}'s container {container.name}"
+        by_tag.setdefault(full_tag(container.image_ref), who)
+        if container.image_id not in lineages:
+            lineages[container.image_id] = engine.image_lineage(container.image_id)
+        for image_id in lineages[container.image_id][1:]:
+            by_ancestor.setdefault(image_id, who)
+    for tag, name in images:
+        found = engine.image(tag)
+        if found is None or LABEL_IMAGE not in found.labels:
+            continue  # not built by devstack: not ours to remove
+        user = by_tag.get(full_tag(tag)) or by_ancestor.get(found.id)
+        if user:
+            notify(Warned(f"kept image {tag}: {user} uses it", name))
+            continue
+        try:
+            engine.remove_image(tag)
+            notify(Acted(f"remove image {tag}", name))
+        except (ConflictError, EngineError) as exc:
+            notify(Warned(f"kept image {tag}: {exc}", name))
+
+
+def full_tag(ref: str) -> str:
+    """`name` and `name:latest` are one tag."""
+    return ref if ":" in ref.rsplit("/", 1)[-1] or "@" in ref else f"{ref}:latest"
 
 
 @dataclass

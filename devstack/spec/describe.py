@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..hosts import LOOPBACK_NAMES, is_wildcard
-from ..settings import Settings, setting_keys
+from ..settings import Settings
 from .model import (
     LABEL_PROJECT,
     AppSpec,
@@ -208,8 +208,7 @@ def _project_notebook(settings: Settings, project: ProjectFacts, network: Networ
                       app: ProjectApp) -> ServiceSpec:
     """The project's container as EB runs it: its image's own command and user, the environment
     properties, the Dockerrun.aws.json volumes and log folder; none of devstack's internals."""
-    own_settings = set(setting_keys())
-    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
+    environment = settings.container_variables()
     mounts = []
     dockerrun = app.dockerrun
     volumes = dockerrun.volumes if dockerrun is not None and dockerrun.volumes else ()
@@ -259,8 +258,7 @@ def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
               hostnames: tuple[str, ...]) -> ServiceSpec:
     # What `.env` adds beyond devstack's own settings reaches the container, as compose's env_file does;
     # devstack's settings (ports, KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's.
-    own_settings = set(setting_keys())
-    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
+    environment = settings.container_variables()
     urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
         "NB_UID": str(project.host_uid),

@@ -19,8 +19,9 @@ from typing import Any
 
 from ..errors import ConfigError, DevstackError
 from ..events import Activity, Event, ChangeApplied, ChangeFailed, ChangeSeen, Info, Notify, NothingToApply, Warned, Watching
+from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
-from ..reconcile.preflight import check_ports
+from ..reconcile.preflight import check_environment, check_ports
 from ..settings import ENV_FILE, Settings
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
 from .debounce import Debouncer
@@ -145,7 +146,7 @@ class ChangeLoop:
             with self.busy:
                 if self.stop.is_set():
                     return  # set while this thread waited for `busy` (the stack was removed, say)
-                self._refresh_proxy(request)
+                self._alone(lambda: self._refresh_proxy(request))
         if self.debouncer.due():
             paths = self.debouncer.take()
             seen = {p: self._seen.pop(p, time.time()) for p in paths}
@@ -159,7 +160,17 @@ class ChangeLoop:
                 with self.busy:
                     if self.stop.is_set():
                         return
-                    self.apply(plan, change_timeline(plan_paths(paths, plan), seen))
+                    self._alone(lambda: self.apply(plan, change_timeline(plan_paths(paths, plan), seen)))
+
+    def _alone(self, action: Callable[[], None]) -> None:
+        """Apply with the project's lock held: another devstack's `up`, `build` or `down` finishes first,
+        however long it takes (the live view says whom it waits for); stopping ends the wait."""
+        try:
+            with self.stack.exclusive(forever=True, cancelled=self.stop.is_set):
+                action()
+        except StackBusy:
+            if not self.stop.is_set():
+                raise
 
     def _take(self, item: Any) -> None:
         if isinstance(item, PathSeen):
@@ -251,6 +262,7 @@ class ChangeLoop:
             raise ConfigError(f"DEVSTACK_PROJECT changed from {self.stack.spec.project} to {settings.project_name}: "
                               "that is another stack; stop devstack (Ctrl-C) and run `devstack up` again")
         fresh = self.make_stack(settings)
+        check_environment(fresh)  # a value the container could not start with, before it is recreated
         check_ports(fresh)
         self.stack = fresh
         self.targets = self._targets()

@@ -23,7 +23,8 @@ class MemoryEngine:
     def __init__(self, images: dict[str, dict[str, str]] | None = None):
         self.image_records: dict[str, ImageInfo] = {}  # by ID
         self.records: dict[str, ContainerInfo] = {}  # containers by ID
-        self.network_records: dict[str, NetworkInfo] = {}  # by name
+        self.network_records: dict[str, NetworkInfo] = {}  # by ID (two may share a name, as in the engine)
+        self.attachments: dict[str, str] = {}  # container ID -> the network ID it was created on
         self.ops: list[str] = []
         self.builds = 0
         self.fail_builds: list[Exception] = []  # raised by the next builds, in turn
@@ -54,6 +55,13 @@ class MemoryEngine:
             raise self.fail_builds.pop(0)
         return self.add_image(tag, _labels_from_dockerfile(context) | labels).id
 
+    def image_lineage(self, image_id: str, limit: int = 200) -> list[str]:
+        lineage = []
+        while (found := self.image(image_id)) is not None and found.id not in lineage and len(lineage) < limit:
+            lineage.append(found.id)
+            image_id = found.parent
+        return lineage
+
     def pull(self, ref: str) -> None:
         self.ops.append(f"pull {ref}")
         self.add_image(ref)
@@ -71,20 +79,27 @@ class MemoryEngine:
     # -- networks ------------------------------------------------------------------------
 
     def network(self, name: str) -> NetworkInfo | None:
-        return self.network_records.get(name)
+        found = self.networks_named(name)
+        return found[0] if found else None
+
+    def networks_named(self, name: str) -> list[NetworkInfo]:
+        attached = [self.attachments.get(c) for c in self.records]
+        return sorted((replace(n, containers=attached.count(n.id)) for n in self.network_records.values()
+                       if n.name == name), key=lambda n: n.created)
 
     def networks(self, project: str) -> list[NetworkInfo]:
         return [n for n in self.network_records.values() if n.labels.get(LABEL_PROJECT) == project]
 
     def create_network(self, name: str, labels: dict[str, str]) -> NetworkInfo:
         self.ops.append(f"create network {name}")
-        self.network_records[name] = NetworkInfo(f"net{next(_ids)}", name, dict(labels))
-        return self.network_records[name]
+        number = next(_ids)
+        created = NetworkInfo(f"net{number}", name, dict(labels), created=f"{number:012d}")
+        self.network_records[created.id] = created
+        return created
 
     def remove_network(self, network_id: str) -> None:
-        name = next(n.name for n in self.network_records.values() if n.id == network_id)
-        self.ops.append(f"remove network {name}")
-        del self.network_records[name]
+        self.ops.append(f"remove network {self.network_records[network_id].name}")
+        del self.network_records[network_id]
 
     # -- containers ------------------------------------------------------------------------
 
@@ -112,9 +127,11 @@ class MemoryEngine:
         if image is None:
             raise EngineError(f"container {service.container_name}: image {service.image} not found")
         self.ops.append(f"create {service.container_name}")
-        created = self.add_container(service.container_name, {**dict(service.labels), **labels}, image.id,
-                                     running=False)
+        created = replace(self.add_container(service.container_name, {**dict(service.labels), **labels}, image.id,
+                                             running=False), image_ref=service.image)
         ips = {} if network == "host" else {network: f"172.30.0.{len(self.ops)}"}
+        if network != "host" and (attached := self.network(network)) is not None:
+            self.attachments[created.id] = attached.id
         self.records[created.id] = replace(created, ips=ips)
         return created.id
 
