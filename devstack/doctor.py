@@ -211,6 +211,41 @@ def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
     return results
 
 
+def check_environment(doctor: Doctor) -> list[CheckResult]:
+    """The `.ebextensions` files EB would skip, as `up` warns of them."""
+    return [CheckResult("environment", WARN, warning, "fix the file's YAML") for warning in
+            doctor.spec.environment.warnings]
+
+
+def check_database(doctor: Doctor) -> list[CheckResult]:
+    """The coupled RDS: which database the notebook gets, and whether it accepts the project's login."""
+    from .reconcile.database import accepts_connections, database_container
+    from .spec.rds import HOSTNAME_KEY
+
+    name, spec = "database (RDS)", doctor.spec
+    database = spec.database
+    if database is None:
+        hostname = spec.environment.get(HOSTNAME_KEY).strip()
+        if not hostname:
+            return []
+        return [CheckResult(name, INFO, f"{HOSTNAME_KEY}={hostname} ({spec.environment.source(HOSTNAME_KEY)}): "
+                                        "devstack starts no database; the notebook connects to that one")]
+    what = f"{database.describe()} for {database.reason} ({database.image}, volume {database.volume})"
+    if doctor.engine is None:
+        return [_no_engine(name)]
+    container = database_container(doctor.engine, spec)
+    if container is None or not container.running:
+        state = "not created yet" if container is None else container.status
+        return [CheckResult(name, INFO, f"{what}: {database.container_name} is {state}",
+                            "`devstack up` starts it and waits until it accepts connections")]
+    if accepts_connections(doctor.engine, database, container):
+        return [CheckResult(name, PASS, f"{what}: accepts connections")]
+    return [CheckResult(name, FAIL, f"{what}: {database.container_name} runs but refuses the login",
+                        "see `devstack logs rds`; if RDS_USERNAME or RDS_PASSWORD changed since its data was "
+                        "created, its volume keeps the old ones: `devstack down --volumes` starts it afresh "
+                        "(deleting its data)")]
+
+
 def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
     findings = lint_stack(doctor.spec, doctor.settings)
     flavor = CheckResult("proxy flavour", INFO, doctor.spec.proxy.choice.describe().removeprefix("proxy: "))
@@ -280,7 +315,7 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
 
 CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
     check_engine, check_buildkit, check_ports, check_notebooks_dir, check_token, check_docker_envs,
-    check_proxy_lint, check_proxy_loads, check_edx,
+    check_environment, check_database, check_proxy_lint, check_proxy_loads, check_edx,
 )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..docker.engine import Engine
 from ..errors import ConflictError, EngineError, NotReady
-from ..events import Acted, Notify, Ready, Warned, ignore
+from ..events import Acted, Info, Notify, Ready, Warned, ignore
 from ..probes import ProbeResult, stack_probes, wait_until_ready
 from ..proxy.lint import Finding
 from ..proxy.render import render_proxy_config
@@ -38,6 +38,7 @@ class Stack:
         self.notify = notify
         self.redact = redactor or Redactor()
         self.redact.add(*settings.secret_values())
+        self.redact.add(*self.spec.secret_values())
         secrets = load_secrets(settings)
         if secrets:
             self.redact.add(*secrets.values())
@@ -56,13 +57,15 @@ class Stack:
     def describe_again(self) -> None:
         """Read the project's files again (its own proxy files are found when the stack is described)."""
         self.spec = load_stack(self.settings)
+        self.redact.add(*self.spec.secret_values())
         if self._applier is not None:
             self._applier.describe(self.spec)  # keeps the shell open in the sidecar
 
     def applier(self) -> Applier:
         if self._applier is None:
             self._applier = Applier(self.engine(), self.spec, self._say, self.redact,
-                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings))
+                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings),
+                                    database_timeout=self.settings.rds_ready_timeout)
         return self._applier
 
     def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
@@ -88,7 +91,8 @@ class Stack:
         applied: list[Step] = []
         for _ in range(MAX_ROUNDS):
             plan = self._plan(source)
-            steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD]
+            steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD
+                     or s.target in self._build_needs()]
             if not steps:
                 break
             for step in steps:
@@ -105,6 +109,12 @@ class Stack:
                               + "; ".join(str(s) for s in self._plan(source).steps))
         applier.remove_superseded_images()
         return applied
+
+    def _build_needs(self) -> set[str]:
+        """What a build alone (`devstack build`) still starts: the coupled database, its volume and the
+        network, since the final image's build may migrate it."""
+        database = self.spec.database
+        return set() if database is None else {database.service, database.volume, self.spec.network.name}
 
     def _inputs_source(self, force: frozenset[str]) -> _InputsSource:
         images = prepare_images(self.spec, self.settings, self._say, self.redact)
@@ -157,8 +167,9 @@ class Stack:
                 engine.stop(container.id, container.name)
                 self.notify(Acted(f"stop {container.name}", container.service))
 
-    def down(self, remove_images: bool = False) -> None:
-        """Remove the project's containers and network, found by label; nothing else."""
+    def down(self, remove_images: bool = False, remove_volumes: bool = False) -> None:
+        """Remove the project's containers and network, found by label; nothing else. The database's
+        volume is kept unless `remove_volumes` (`down --volumes`)."""
         engine = self.engine()
         for container in engine.containers(self.spec.project):
             engine.remove(container.id, container.name)
@@ -166,6 +177,13 @@ class Stack:
         for network in engine.networks(self.spec.project):
             engine.remove_network(network.id)
             self.notify(Acted(f"remove network {network.name}", "network"))
+        if remove_volumes:
+            for volume in engine.volumes(self.spec.project):
+                engine.remove_volume(volume.name)
+                self.notify(Acted(f"remove volume {volume.name} (its data is deleted)", "volume"))
+        elif self.spec.database is not None and engine.volume(self.spec.database.volume) is not None:
+            self.notify(Info(f"kept volume {self.spec.database.volume} (the database's data): "
+                             "`devstack down --volumes` removes it", self.spec.database.service))
         if not remove_images:
             return
         for image in reversed(self.spec.images):

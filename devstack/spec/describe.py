@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hosts import LOOPBACK_NAMES, is_wildcard
-from ..settings import Settings, setting_keys
+from ..settings import Settings
 from .model import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     PROXY_MOUNT,
     SECRETS_MOUNT,
     SIFU_MOUNT,
+    DatabaseSpec,
     HostPort,
     ImageSpec,
     MountSpec,
@@ -25,6 +26,7 @@ from .model import (
     ServiceSpec,
     StackSpec,
     Upstream,
+    VolumeMount,
     proxy_command,
     public_host,
     stack_urls,
@@ -32,6 +34,7 @@ from .model import (
 from .flavor import FLAVOR_SETTING, FLAVORS, NGINX, OPENRESTY, ProxyChoice
 from .network import HOST_MODE_PORT_OFFSET, NetworkLayout, network_layout
 from .project import ProjectFacts, proxy_source_folders, read_project
+from . import rds
 
 
 def load_stack(settings: Settings, ids: tuple[int, int] | None = None) -> StackSpec:
@@ -49,22 +52,28 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         context=settings.base_context_path,
         build_args=(("BASE_FROM_IMAGE", settings.base_from_image),),
     )
+    database = _database(settings, project, network)
     final = ImageSpec(
         name="notebook",
         tag=settings.notebook_image_tag,
         context=settings.notebook_context_path,
         build_args=(("BASE_IMAGE", settings.base_image_tag),),
         parent="base",
+        # A migration at build time (production's Dockerfile runs one) reaches the database by its name.
+        network=network.name if database is not None else "",
     )
     hostnames = served_hostnames(settings)
     docker_envs_path = state_dir / "docker_envs" if project.docker_envs else None
     proxy_dir = state_dir / "proxy"
     choice = proxy_choice(settings, project)
+    services = (_notebook(settings, project, network, hostnames, database), _proxy(settings, network, proxy_dir, choice))
+    if database is not None:
+        services += (_database_service(settings, network, database),)
     return StackSpec(
         project=settings.project_name,
         network=network,
         images=(base, final),
-        services=(_notebook(settings, project, network, hostnames), _proxy(settings, network, proxy_dir, choice)),
+        services=services,
         proxy=ProxySpec(
             network=network,
             upstreams=(
@@ -84,9 +93,11 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         notebooks_dir=settings.notebooks_path,
         state_dir=state_dir,
         secrets_dir=state_dir / "secrets",
-        host_ports=_host_ports(settings, network),
+        host_ports=_host_ports(settings, network, database),
         docker_envs=project.docker_envs,
         docker_envs_path=docker_envs_path,
+        environment=project.environment,
+        database=database,
     )
 
 
@@ -117,12 +128,54 @@ def _labels(settings: Settings, service: str) -> tuple[tuple[str, str], ...]:
     return ((LABEL_PROJECT, settings.project_name), (LABEL_SERVICE, service))
 
 
+def _database(settings: Settings, project: ProjectFacts, network: NetworkLayout) -> DatabaseSpec | None:
+    """The coupled RDS the environment asks for (spec/rds.py), or None."""
+    request = rds.database_request(project.environment)
+    if request is None:
+        return None
+    generated, root = project.rds_passwords or ("", "")
+    password = request.password or generated
+    return DatabaseSpec(
+        service=rds.SERVICE,
+        container_name=f"{settings.project_name}-{rds.SERVICE}",
+        image=settings.rds_image,
+        # On the project's network the container's name; sharing the host's, the server listens on loopback.
+        hostname="127.0.0.1" if network.host_mode else f"{settings.project_name}-{rds.SERVICE}",
+        port=request.port,
+        database=request.database,
+        user=request.user,
+        volume=f"{settings.project_name}_{rds.SERVICE}-data",
+        reason=request.reason,
+        ready_command=rds.ready_command(request),
+        password=password,
+        root_password=password if request.as_root else root,
+        password_generated=not request.password,
+    )
+
+
+def _database_service(settings: Settings, network: NetworkLayout, database: DatabaseSpec) -> ServiceSpec:
+    return ServiceSpec(
+        name=database.service,
+        container_name=database.container_name,
+        image=database.image,
+        command=rds.server_options(database.port, loopback_only=network.host_mode),
+        environment=tuple(sorted(rds.image_environment(database.database, database.user, database.password,
+                                                         database.root_password).items())),
+        volumes=(VolumeMount(database.volume, rds.DATA_DIR),),
+        labels=_labels(settings, database.service),
+    )
+
+
 def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
-              hostnames: tuple[str, ...]) -> ServiceSpec:
-    # What `.env` adds beyond devstack's own settings reaches the container, as compose's env_file does;
-    # devstack's settings (ports, KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's.
-    own_settings = set(setting_keys())
-    environment = {k: v for k, v in settings.dotenv.items() if k not in own_settings}
+              hostnames: tuple[str, ...], database: DatabaseSpec | None = None) -> ServiceSpec:
+    # EB's environment properties (.ebextensions option_settings < overrides.yml < .env < the environment
+    # < --set) reach the container as EB's `docker run --env` gives them; devstack's settings (ports,
+    # KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's (spec/eb_env.py leaves them out).
+    environment = project.environment.values()
+    if database is not None:
+        # What EB adds for the database it couples: RDS_HOSTNAME, and the four others filled in.
+        environment.update(rds.notebook_variables(database.hostname, database.port, database.database,
+                                                  database.user, database.password))
     urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
         "NB_UID": str(project.host_uid),
@@ -188,7 +241,8 @@ def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: 
     )
 
 
-def _host_ports(settings: Settings, network: NetworkLayout) -> tuple[HostPort, ...]:
+def _host_ports(settings: Settings, network: NetworkLayout, database: DatabaseSpec | None = None
+                ) -> tuple[HostPort, ...]:
     ports = [HostPort(settings.bind_address, listener.public_port, listener.setting,
                       f"the proxy's {listener.title} listener",
                       fix=_moved_by(listener.setting))
@@ -204,6 +258,11 @@ def _host_ports(settings: Settings, network: NetworkLayout) -> tuple[HostPort, .
                            f"the notebook container's port {m.container_port}", "notebook",
                            "publish the notebook's port on a free host port (EXTRA_PORTS or up -p)")
                   for m in settings.extra_ports]
+    if database is not None and network.host_mode:
+        # Sharing the host's network, the database binds RDS_PORT on the host's loopback.
+        ports.append(HostPort("127.0.0.1", database.port, "RDS_PORT",
+                              "the coupled database (RDS)", database.service,
+                              "set RDS_PORT to a free port, or stop the database that holds it"))
     return tuple(ports)
 
 
