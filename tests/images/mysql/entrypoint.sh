@@ -57,7 +57,11 @@ if [ ! -d /var/lib/mysql/mysql ]; then
 	done
 	{
 		echo "SET @@SESSION.SQL_LOG_BIN=0;"
-		echo "DELETE FROM mysql.user WHERE user='';"
+		# Only root@localhost and the accounts below: what mariadb-install-db adds for the host's
+		# addresses (root@127.0.0.1 without a password) would shadow root@'%' over TCP.
+		echo "DELETE FROM mysql.global_priv WHERE Host <> 'localhost' OR User = '';"
+		echo "DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';"
+		echo "FLUSH PRIVILEGES;"
 		echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "${MYSQL_ROOT_PASSWORD:-}");"
 		echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_string "${MYSQL_ROOT_PASSWORD:-}");"
 		echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
