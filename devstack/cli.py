@@ -15,7 +15,7 @@ from rich.console import Console
 from . import __version__
 from .errors import BuildError, ConfigError, DevstackError, NotReady
 from .lock import DEFAULT_WAIT_SECONDS
-from .redact import Redactor
+from .redact import MASK, Redactor
 from .settings import Settings, is_number, load_settings
 
 app = typer.Typer(
@@ -46,7 +46,7 @@ def _piped_width() -> int | None:
 # Every secret devstack learns is added here, so that no message it prints carries one.
 redact = Redactor()
 
-SERVICES = ("notebook", "proxy")
+SERVICES = ("notebook", "proxy", "rds")
 
 
 class Session:
@@ -178,8 +178,10 @@ def watch(ctx: typer.Context) -> None:
 def down(
     ctx: typer.Context,
     rmi: bool = typer.Option(False, "--rmi", help="Also remove the images devstack built for this project."),
+    volumes: bool = typer.Option(False, "--volumes", "-v", help=(
+        "Also remove the project's volumes: the coupled database's data is deleted.")),
 ) -> None:
-    """Remove the project's containers and network (the notebooks folder is kept)."""
+    """Remove the project's containers and network (the notebooks folder and the database's volume are kept)."""
     session = _session(ctx)
     try:
         stack = session.stack()
@@ -189,7 +191,7 @@ def down(
                               "`devstack down` works without them)") from None
         down_by_label(session, exc)
         return
-    stack.down(remove_images=rmi)
+    stack.down(remove_images=rmi, remove_volumes=volumes)
 
 
 def down_by_label(session: Session, invalid: ConfigError) -> None:
@@ -322,6 +324,7 @@ def config(
 
     settings = _session(ctx).settings
     spec = load_stack(settings)
+    redact.add(*spec.secret_values())
     if output == "compose":
         from .compose import compose_yaml, write_compose
 
@@ -338,7 +341,11 @@ def config(
         payload = {"settings": shown, "sources": settings.sources, "proxy": rendered.files,
                    "proxy_flavor": {"flavor": choice.flavor.name, "image": choice.image, "reason": choice.reason},
                    "images": {"source": spec.app.source, "reason": spec.app.reason,
-                              "build": [{"name": i.name, "tag": i.tag, "context": str(i.context)} for i in spec.images]}}
+                              "build": [{"name": i.name, "tag": i.tag, "context": str(i.context)} for i in spec.images]},
+                   "environment": {key: {"value": value, "source": source}
+                                   for key, (value, source) in _environment_shown(spec).items()},
+                   "warnings": list(spec.environment.warnings),
+                   "database": _database_shown(spec)}
         console().print_json(redact(json.dumps(payload)))
         return
     if output != "text":
@@ -348,10 +355,42 @@ def config(
         console().out(redact(f"{key}={value}    # {settings.sources.get(key, 'default')}"), highlight=False)
     console().rule("stack")
     console().out(spec.app.reason, highlight=False)
+    console().rule("environment (the notebook's, as EB gives it)")
+    for warning in spec.environment.warnings:
+        console().out(redact(f"# warning: {warning}"), highlight=False)
+    for key, (value, source) in _environment_shown(spec).items():
+        console().out(redact(f"{key}={value}    # {source}"), highlight=False)
+    console().rule("proxy")
     console().out(spec.proxy.choice.describe(), highlight=False)
     for rel, content in rendered.files.items():
         console().rule(f"nginx: {rel}")
         console().out(redact(content.rstrip("\n")), highlight=False)
+
+
+def _environment_shown(spec) -> dict[str, tuple[str, str]]:  # noqa: ANN001 - a StackSpec
+    """EB's environment properties and the RDS_* variables devstack adds, secrets masked, by key."""
+    from .spec.eb_env import is_secret_name
+
+    shown = {key: (MASK if is_secret_name(key) and prop.value else prop.value, prop.source)
+             for key, prop in spec.environment.properties.items()}
+    database = spec.database
+    if database is not None:
+        notebook = dict(spec.service("notebook").environment)
+        for key in ("RDS_HOSTNAME", "RDS_PORT", "RDS_DB_NAME", "RDS_USERNAME", "RDS_PASSWORD"):
+            value = MASK if key == "RDS_PASSWORD" else notebook[key]
+            if key not in shown or shown[key][0] != value:
+                source = "generated once per project" if key == "RDS_PASSWORD" else "the coupled database"
+                shown[key] = (value, f"{source} ({database.reason})")
+    return shown
+
+
+def _database_shown(spec) -> dict[str, str] | None:  # noqa: ANN001 - a StackSpec
+    database = spec.database
+    if database is None:
+        return None
+    return {"container": database.container_name, "image": database.image, "hostname": database.hostname,
+            "port": str(database.port), "database": database.database, "user": database.user,
+            "volume": database.volume, "reason": database.reason}
 
 
 @app.command()
@@ -364,7 +403,9 @@ def doctor(
     from .doctor import Doctor, failed, run_checks
     from .ui.view import doctor_lines, doctor_to_json, render_doctor
 
-    results = run_checks(Doctor(_session(ctx).settings))
+    checked = Doctor(_session(ctx).settings)
+    redact.add(*checked.spec.secret_values())
+    results = run_checks(checked)
     if as_json:
         console().print_json(redact(json.dumps(doctor_to_json(results))))
     elif console().is_terminal:

@@ -215,14 +215,17 @@ def check_network(doctor: Doctor) -> list[CheckResult]:
 def check_environment(doctor: Doctor) -> list[CheckResult]:
     """The variables `.env` gives the notebook container, against Elastic Beanstalk's limits and the
     kernel's (the same rule `up` applies: envlimits)."""
+    # The `.ebextensions` files EB would skip, as `up` warns of them.
+    skipped = [CheckResult("environment", WARN, warning, "fix the file's YAML")
+               for warning in doctor.spec.environment.warnings]
     problems = env_problems(doctor.settings)
     if not problems:
         count = len(doctor.settings.container_variables())
         return [CheckResult("environment", PASS, f"{count} variable(s) from {ENV_FILE} for the notebook "
-                            "container, within Elastic Beanstalk's limits")]
+                            "container, within Elastic Beanstalk's limits"), *skipped]
     return [CheckResult("environment", FAIL if p.fatal else WARN, p.message,
                         "shorten it, or keep it in a file the notebook reads" if p.fatal else
-                        "shorten it before deploying, or move it to a file") for p in problems]
+                        "shorten it before deploying, or move it to a file") for p in problems] + skipped
 
 
 def check_token(doctor: Doctor) -> list[CheckResult]:
@@ -267,6 +270,35 @@ def check_docker_envs(doctor: Doctor) -> list[CheckResult]:
         results.append(CheckResult(name, WARN, f"{in_context} is copied into an image layer with its values",
                                    "empty it: devstack mounts the real file at run time"))
     return results
+
+
+def check_database(doctor: Doctor) -> list[CheckResult]:
+    """The coupled RDS: which database the notebook gets, and whether it accepts the project's login."""
+    from .reconcile.database import accepts_connections, database_container
+    from .spec.rds import HOSTNAME_KEY
+
+    name, spec = "database (RDS)", doctor.spec
+    database = spec.database
+    if database is None:
+        hostname = spec.environment.get(HOSTNAME_KEY).strip()
+        if not hostname:
+            return []
+        return [CheckResult(name, INFO, f"{HOSTNAME_KEY}={hostname} ({spec.environment.source(HOSTNAME_KEY)}): "
+                                        "devstack starts no database; the notebook connects to that one")]
+    what = f"{database.describe()} for {database.reason} ({database.image}, volume {database.volume})"
+    if doctor.engine is None:
+        return [_no_engine(name)]
+    container = database_container(doctor.engine, spec)
+    if container is None or not container.running:
+        state = "not created yet" if container is None else container.status
+        return [CheckResult(name, INFO, f"{what}: {database.container_name} is {state}",
+                            "`devstack up` starts it and waits until it accepts connections")]
+    if accepts_connections(doctor.engine, database, container):
+        return [CheckResult(name, PASS, f"{what}: accepts connections")]
+    return [CheckResult(name, FAIL, f"{what}: {database.container_name} runs but refuses the login",
+                        "see `devstack logs rds`; if RDS_USERNAME or RDS_PASSWORD changed since its data was "
+                        "created, its volume keeps the old ones: `devstack down --volumes` starts it afresh "
+                        "(deleting its data)")]
 
 
 def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
@@ -350,7 +382,7 @@ def check_edx(doctor: Doctor) -> list[CheckResult]:
 
 CHECKS: tuple[Callable[[Doctor], list[CheckResult]], ...] = (
     check_engine, check_buildkit, check_ports, check_network, check_notebooks_dir, check_environment, check_token,
-    check_docker_envs, check_proxy_lint, check_app, check_proxy_loads, check_edx,
+    check_docker_envs, check_database, check_proxy_lint, check_app, check_proxy_loads, check_edx,
 )
 
 

@@ -35,6 +35,8 @@ _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # An image reference: [registry/]name[:tag], kept loose; Docker has the last word.
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+# A variable name, as a shell exports it.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A DNS name as a Host header carries it (RFC 1123 labels), without a port.
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
                         re.IGNORECASE)
@@ -177,11 +179,23 @@ class Settings(BaseModel):
     kernel_idle_wait: float = Field(60.0, alias="KERNEL_IDLE_WAIT", ge=0, description=(
         "Seconds a watched change waits for busy Jupyter kernels to go idle before it recreates "
         "the notebook container (which would kill them)."))
+    rds_image: str = Field("mysql:8.0", alias="RDS_IMAGE", description=(
+        "Image of the database devstack runs as the coupled RDS when the environment properties name "
+        "RDS_* variables but no RDS_HOSTNAME: any image with the official mysql/mariadb images' contract "
+        "(MYSQL_ROOT_PASSWORD, MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD, data in /var/lib/mysql)."))
+    rds_ready_timeout: float = Field(180.0, alias="RDS_READY_TIMEOUT", ge=1, description=(
+        "Seconds `up` waits for that database to accept connections (its first start initialises "
+        "its data) before it gives up, showing the database's last log lines."))
 
     # Not settings users write: where the values came from, and the project folder.
     project_dir: Path = Field(Path("."), exclude=True)
     dotenv: dict[str, str] = Field(default_factory=dict, exclude=True)
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
+    # For EB's environment properties (spec/eb_env.py), which these layers override too: the line of
+    # each `.env` key, the environment devstack ran in, and the `--set` keys that are not settings.
+    dotenv_lines: dict[str, int] = Field(default_factory=dict, exclude=True, repr=False)
+    environ: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    env_flags: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     @field_validator("project")
     @classmethod
@@ -242,7 +256,8 @@ class Settings(BaseModel):
             raise ValueError(f"must be one of {', '.join(PROXY_FLAVORS)}")
         return value
 
-    @field_validator("nginx_image", "openresty_image", "base_from_image", "base_image_tag", "notebook_image_tag")
+    @field_validator("nginx_image", "openresty_image", "base_from_image", "base_image_tag", "notebook_image_tag",
+                     "rds_image")
     @classmethod
     def _check_image(cls, value: str) -> str:
         if not _IMAGE_REF.match(value):
@@ -478,8 +493,11 @@ def load_settings(
     dotenv, dotenv_lines = read_env_file(env_path)
 
     fields = _field_by_key()
+    # A `--set` of a variable name that is no setting may set an environment property of the project
+    # (RDS_PASSWORD, say); spec/eb_env.py refuses it when no layer names it.
+    env_flags = {key: value for key, value in flags.items() if key not in fields and _ENV_NAME.match(key)}
     for key in flags:
-        if key not in fields:
+        if key not in fields and key not in env_flags:
             raise ConfigError(f"--set {key}: unknown setting; known settings: {', '.join(fields)}")
 
     raw: dict[str, Any] = {}
@@ -510,7 +528,8 @@ def load_settings(
     raw["EXTRA_PORTS"] = _parse_extra_ports(raw.get("EXTRA_PORTS", ""), sources, publish)
 
     try:
-        return Settings(**raw, project_dir=project_dir, dotenv=dotenv, sources=sources)
+        return Settings(**raw, project_dir=project_dir, dotenv=dotenv, sources=sources, dotenv_lines=dotenv_lines,
+                        environ=dict(environ), env_flags=env_flags)
     except ValidationError as exc:
         raise _config_error(exc, raw, sources) from None
 

@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Re-exported: the test modules import the harness from here.
 from project import (  # noqa: E402, F401
-    NGINX_IMAGE, OPENRESTY_IMAGE, PROJECT_LABEL, TEST_BASE_TAG, TEST_NOTEBOOK_TAG, Project, free_port, new_project)
-from seed import ensure_seed_images  # noqa: E402
+    NGINX_IMAGE, OPENRESTY_IMAGE, PROJECT_LABEL, RDS_IMAGE, TEST_BASE_TAG, TEST_NOTEBOOK_TAG, Project, free_port,
+    new_project)
+from seed import ensure_rds_image, ensure_seed_images  # noqa: E402
 
 # One id per test run, so that parallel runs (and leftovers of a killed run) never collide.
 RUN_ID = uuid.uuid4().hex[:6]
@@ -74,6 +75,14 @@ def _remove_run_image_tags(client) -> None:
                     print(f"kept image tag {tag}: {exc}", file=sys.stderr)
 
 
+@pytest.fixture(scope="session")
+def rds_image(docker_client) -> str:
+    """RDS_IMAGE's default, seeded from Debian's MariaDB when it cannot be pulled (only the tests that run a
+    coupled database need it)."""
+    ensure_rds_image(RDS_IMAGE)
+    return RDS_IMAGE
+
+
 def _remove_by_label(client, name: str, prefix: bool = False) -> None:
     """Leftovers of a project (or, with `prefix`, of this run's projects): found by label, as devstack
     finds its own."""
@@ -88,6 +97,10 @@ def _remove_by_label(client, name: str, prefix: bool = False) -> None:
     for network in client.networks.list(filters={"label": PROJECT_LABEL}):
         if matches(network.attrs.get("Labels", {}).get(PROJECT_LABEL, "")):
             network.remove()
+    # A coupled database's data (`down` keeps it).
+    for volume in client.volumes.list(filters={"label": PROJECT_LABEL}):
+        if matches((volume.attrs.get("Labels") or {}).get(PROJECT_LABEL, "")):
+            volume.remove(force=True)
 
 
 def make_project(base_dir: Path, kind: type[Project] = Project, **settings: str) -> Project:

@@ -21,6 +21,7 @@ TEST_BASE_TAG = f"devstack-test/base-notebook:{_CHECKOUT}"
 TEST_NOTEBOOK_TAG = f"devstack-test/notebook:{_CHECKOUT}"
 NGINX_IMAGE = os.environ.get("NGINX_IMAGE", "nginx:stable")
 OPENRESTY_IMAGE = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
+RDS_IMAGE = os.environ.get("RDS_IMAGE", "mysql:8.0")
 PROJECT_LABEL = "devstack.project"
 
 

@@ -4,7 +4,9 @@ On a machine that reaches Docker Hub the tags are pulled. Where no registry is
 reachable (CI here), `debian:bookworm-slim` is made with debootstrap and
 `docker import`, and the nginx and OpenResty images are built from it with
 Debian's nginx (and, for OpenResty, the modules it bundles), laid out like the
-official images. An existing tag is never replaced.
+official images, and the MySQL image (RDS_IMAGE's default) from Debian's MariaDB
+with an entrypoint that follows the official image's contract. An existing tag
+is never replaced.
 
     python tests/seed.py            # seed what is missing
 """
@@ -23,6 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 DEBIAN_TAG = os.environ.get("BASE_FROM_IMAGE", "debian:bookworm-slim")
 NGINX_TAG = os.environ.get("NGINX_IMAGE", "nginx:stable")
 OPENRESTY_TAG = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
+RDS_TAG = os.environ.get("RDS_IMAGE", "mysql:8.0")
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HERE = Path(__file__).resolve().parent
 
@@ -87,5 +90,18 @@ def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG,
         client.close()
 
 
+def ensure_rds_image(rds_tag: str = RDS_TAG, debian_tag: str = DEBIAN_TAG) -> None:
+    """The coupled database's image (only the tests that run one need it, so it is seeded apart)."""
+    client = docker.from_env(timeout=600)
+    try:
+        if not _has(client, rds_tag) and not _try_pull(client, rds_tag):
+            print(f"seeding {rds_tag} from {debian_tag} with Debian's MariaDB (the official image's contract)",
+                  file=sys.stderr)
+            seed_from_debian(client, "mysql", rds_tag, debian_tag)
+    finally:
+        client.close()
+
+
 if __name__ == "__main__":
     ensure_seed_images()
+    ensure_rds_image()

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from ..errors import BuildError, ConflictError, EngineError, EngineUnavailable
 from ..events import EngineEvent
-from ..spec import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec
+from ..spec import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec, VolumeMount
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -67,6 +67,12 @@ class NetworkInfo:
     labels: dict[str, str]
     created: str = ""  # the engine's timestamp, sortable as text
     containers: int = 0  # containers attached (known when inspected: `networks_named`)
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -218,17 +224,19 @@ class Engine:
         labels: dict[str, str],
         no_cache: bool = False,
         on_event: Callable[[BuildEvent], None] | None = None,
+        network: str = "",
     ) -> str:
         """Build with the engine's own builder from a context tarball; returns the image ID.
 
         The classic builder is spoken through the Engine API directly, so no CLI
         plugin (buildx) is needed. On failure, BuildError carries the failing
-        step and the last lines of its output.
+        step and the last lines of its output. `network`: the network its RUN
+        steps join (their names resolve there), "" for the engine's default.
         """
         try:
             stream = self._api.build(
                 fileobj=context, custom_context=True, tag=tag, buildargs=build_args, labels=labels,
-                nocache=no_cache, rm=True, forcerm=True, pull=False, decode=True,
+                nocache=no_cache, rm=True, forcerm=True, pull=False, decode=True, network_mode=network or None,
             )
             image_id, instruction, tail = _follow_build(stream, tag, on_event)
         except BuildError:
@@ -283,6 +291,30 @@ class Engine:
 
     def remove_network(self, network_id: str) -> None:
         _guard(self._api.remove_network, network_id, what=f"network {network_id[:12]}")
+
+    # -- volumes ---------------------------------------------------------
+
+    def volume(self, name: str) -> VolumeInfo | None:
+        from docker.errors import NotFound
+
+        try:
+            attrs = self._api.inspect_volume(name)
+        except NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"volume {name}") from None
+        return VolumeInfo(attrs["Name"], dict(attrs.get("Labels") or {}))
+
+    def volumes(self, project: str) -> list[VolumeInfo]:
+        found = _guard(self._api.volumes, filters={"label": f"{LABEL_PROJECT}={project}"}, what="volumes")
+        return [VolumeInfo(v["Name"], dict(v.get("Labels") or {})) for v in (found or {}).get("Volumes") or ()]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> VolumeInfo:
+        _guard(self._api.create_volume, name, labels=labels, what=f"volume {name}")
+        return VolumeInfo(name, labels)
+
+    def remove_volume(self, name: str) -> None:
+        _guard(self._api.remove_volume, name, what=f"volume {name}")
 
     # -- containers ------------------------------------------------------
 
@@ -457,8 +489,10 @@ def translate(exc: Exception, what: str) -> Exception:
     return exc
 
 
-def _binds(mounts: tuple[MountSpec, ...]) -> dict[str, dict[str, str]]:
-    return {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+def _binds(mounts: tuple[MountSpec, ...], volumes: tuple[VolumeMount, ...] = ()) -> dict[str, dict[str, str]]:
+    binds = {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+    binds.update({v.volume: {"bind": v.target, "mode": "rw"} for v in volumes})  # a name, not a path: a volume
+    return binds
 
 
 def _container_config(api: Any, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> dict[str, Any]:
@@ -467,7 +501,7 @@ def _container_config(api: Any, service: ServiceSpec, network: str | None, label
     port_bindings: dict[int, list[tuple[str, int]]] = {}
     for port in service.ports:
         port_bindings.setdefault(port.container_port, []).append((port.host_ip, port.host_port))
-    host_config = api.create_host_config(binds=_binds(service.mounts), port_bindings=port_bindings,
+    host_config = api.create_host_config(binds=_binds(service.mounts, service.volumes), port_bindings=port_bindings,
                                          extra_hosts=dict(service.extra_hosts) or None, network_mode=network,
                                          init=False)
     networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[service.name])}) \

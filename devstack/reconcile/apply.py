@@ -8,7 +8,8 @@ from ..docker.engine import Engine
 from ..errors import ConflictError, EngineError
 from ..events import Acted, Notify
 from ..redact import Redactor
-from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, ImageSpec, StackSpec
+from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
+from .database import wait_until_accepting
 from .images import build_image, refuse_secrets_in_context
 from .plan import Step, Verb, notebook_address
 from .proxy_config import ProxyLoader
@@ -21,7 +22,7 @@ class Applier:
     replaced, and removes them once nothing uses them."""
 
     def __init__(self, engine: Engine, spec: StackSpec, notify: Notify, redact: Redactor,
-                 refuse_secrets: Callable[[ImageSpec], None] | None = None):
+                 refuse_secrets: Callable[[ImageSpec], None] | None = None, database_timeout: float = 180.0):
         self.engine = engine
         self.spec = spec
         self.notify = notify
@@ -30,6 +31,7 @@ class Applier:
         self.proxy = ProxyLoader(engine, spec, notify)
         self.images: dict[str, ImageSpec] = {image.name: image for image in spec.images}
         self.no_cache = False
+        self.database_timeout = database_timeout  # RDS_READY_TIMEOUT
         self._superseded: set[str] = set()
         # What was created since `created` was last cleared, in order: ("container" | "network", id, name).
         # `up` removes it again when applying fails, so a failed `up` leaves the stack as it found it.
@@ -52,6 +54,8 @@ class Applier:
             Verb.RECREATE: self._create,
             Verb.START: self._start,
             Verb.LOAD_PROXY_CONFIG: self._load_proxy_config,
+            Verb.CREATE_VOLUME: self._create_volume,
+            Verb.WAIT_READY: self._wait_ready,
         }[step.verb]
         handler(step)
 
@@ -72,6 +76,14 @@ class Applier:
         except EngineError as exc:
             raise EngineError(f"{service.image_origin}={service.image} is not on this machine and pulling it failed "
                               f"({exc}): pull or load it yourself, or name an image you have") from None
+
+    def _create_volume(self, step: Step) -> None:
+        assert self.spec.database is not None
+        labels = {**self.spec.labels, LABEL_SERVICE: self.spec.database.service}
+        self.engine.create_volume(step.target, labels)
+
+    def _wait_ready(self, step: Step) -> None:
+        wait_until_accepting(self.engine, self.spec, self.database_timeout, self.notify, self.redact)
 
     def _create_network(self, step: Step) -> None:
         network = self.engine.create_network(step.target, self.spec.labels)

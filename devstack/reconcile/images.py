@@ -110,6 +110,7 @@ def build_image(engine: Engine, image: ImageSpec, context_hash: str, no_cache: b
     else:
         in_dockerfile, by_api = {}, labels
     with build_context.context_tar(image, labels=in_dockerfile) as tar:
-        image_id = engine.build(tar, image.tag, dict(image.build_args), by_api, no_cache, on_event)
+        image_id = engine.build(tar, image.tag, dict(image.build_args), by_api, no_cache, on_event,
+                                network=image.network)
     notify(ImageBuilt(f"built {image.tag} ({image_id.removeprefix('sha256:')[:12]})", image.name, image_id))
     return image_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..docker.engine import Engine
 from ..proxy.render import ProxyConfigStore
 from ..spec import StackSpec
+from .database import accepts_connections, database_container
 from .plan import Observed
 
 
@@ -14,6 +15,13 @@ def observe(engine: Engine, spec: StackSpec) -> Observed:
     containers = {service.container_name: found for service in spec.services
                   if (found := engine.container(service.container_name)) is not None}
     networks = [] if spec.network.host_mode else engine.networks_named(spec.network.name)
+    volumes = {}
+    ready: frozenset[str] = frozenset()
+    if spec.database is not None:
+        if (volume := engine.volume(spec.database.volume)) is not None:
+            volumes[volume.name] = volume
+        if accepts_connections(engine, spec.database, database_container(engine, spec)):
+            ready = frozenset({spec.database.service})
     return Observed(
         images=images,
         containers=containers,
@@ -21,4 +29,6 @@ def observe(engine: Engine, spec: StackSpec) -> Observed:
         network=networks[0] if networks else None,
         duplicate_networks=tuple(networks[1:]),
         proxy_files=ProxyConfigStore(spec.proxy.config_dir).current_files() or {},
+        volumes=volumes,
+        ready=ready,
     )

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from ..docker.engine import ContainerInfo, ImageInfo, NetworkInfo
+from ..docker.engine import ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo
 from ..errors import ConflictError
 from ..spec import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, LABEL_PROJECT, LABEL_SERVICE, ImageSpec, ServiceSpec, StackSpec
 
@@ -32,6 +32,8 @@ class Verb(str, Enum):
     RECREATE = "recreate"
     START = "start"
     LOAD_PROXY_CONFIG = "load proxy configuration"
+    CREATE_VOLUME = "create volume"
+    WAIT_READY = "wait for"  # a service that must answer before what follows (the coupled database)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Observed:
     # Other networks of the same name (the engine allows several): the network is then ambiguous.
     duplicate_networks: tuple[NetworkInfo, ...] = ()
     proxy_files: Mapping[str, str] = field(default_factory=dict)  # the configuration the sidecar serves
+    volumes: Mapping[str, VolumeInfo] = field(default_factory=dict)  # by name: the stack's named volumes
+    ready: frozenset[str] = frozenset()  # services whose readiness check passed (the coupled database)
 
     def notebook_address(self, spec: StackSpec) -> str:
         return notebook_address(spec, self.containers.get(spec.service("notebook").container_name))
@@ -144,9 +148,21 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
     # Pulled before anything is built or created: a missing image must leave nothing half-started.
     proxy = spec.service("proxy")
     proxy_image = _pulled(proxy, observed, steps)
-    image_ids = _plan_images(spec, observed, inputs, steps)
-    if not spec.network.host_mode:
-        _plan_network(spec, observed, steps)
+    image_steps: list[Step] = []
+    image_ids = _plan_images(spec, observed, inputs, image_steps)
+    if spec.database is None:
+        steps += image_steps
+        if not spec.network.host_mode:
+            _plan_network(spec, observed, steps)
+    else:
+        # The coupled database answers before the final image is built: its build may migrate it.
+        final = spec.service("notebook").build
+        steps += [s for s in image_steps if s.target != final]
+        if not spec.network.host_mode:
+            _plan_network(spec, observed, steps)
+        waiting = _plan_database(spec, observed, steps)
+        steps += [replace(s, ready=False) if waiting and s.verb is Verb.BUILD else s
+                  for s in image_steps if s.target == final]
     notebook = spec.service("notebook")
     notebook_image = image_ids.get("notebook") if notebook.build else _pulled(notebook, observed, steps)
     notebook_steps = _plan_container(spec, notebook, observed, notebook_image, inputs.secrets, steps)
@@ -185,6 +201,26 @@ def _plan_images(spec: StackSpec, observed: Observed, inputs: Inputs, steps: lis
             steps.append(step)
         ids[image.name] = None if step is not None or found is None else found.id
     return ids
+
+
+def _plan_database(spec: StackSpec, observed: Observed, steps: list[Step]) -> bool:
+    """The coupled database's steps: its volume, its image, its container, the wait until it accepts
+    connections. Returns whether it is still to answer (what needs it waits)."""
+    database = spec.database
+    assert database is not None
+    volume = observed.volumes.get(database.volume)
+    if volume is None:
+        steps.append(Step(Verb.CREATE_VOLUME, database.volume, "the database keeps its data there"))
+    elif volume.labels.get(LABEL_PROJECT) != spec.project:
+        raise ConflictError(f"volume {database.volume} exists and was not created by devstack for project "
+                            f"{spec.project}: remove it yourself or set DEVSTACK_PROJECT to another name")
+    service = spec.service(database.service)
+    mine = _plan_container(spec, service, observed, _pulled(service, observed, steps), "", steps)
+    if mine or database.service not in observed.ready:
+        steps.append(Step(Verb.WAIT_READY, database.service, f"{database.describe()} must accept connections "
+                                                             "before the final image is built"))
+        return True
+    return False
 
 
 def _plan_network(spec: StackSpec, observed: Observed, steps: list[Step]) -> None:

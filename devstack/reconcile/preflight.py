@@ -25,6 +25,7 @@ from ..spec import LABEL_PROJECT, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
+from .database import environment_notes
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -37,6 +38,8 @@ def check(stack: Stack) -> None:
     settings, spec = stack.settings, stack.spec
     stack.notify(Info(spec.app.reason, "notebook"))
     stack.notify(Info(spec.proxy.choice.describe(), "proxy"))
+    for note in environment_notes(spec):
+        stack.notify(note)
     # The project's own files first: they need no engine, so a bad one is named even without one.
     report_lint(stack, enforce=True)
     report_app(stack)
@@ -245,7 +248,8 @@ def write_docker_envs(spec: StackSpec) -> None:
     if path is None:
         return
     ensure_state_dir(spec.state_dir)
-    content = docker_envs_text(dict(spec.service("notebook").environment))
+    environment = dict(spec.service("notebook").environment)
+    content = docker_envs_text(environment)
     try:
         if path.read_text() == content:
             return
@@ -253,4 +257,10 @@ def write_docker_envs(spec: StackSpec) -> None:
         pass
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(content)
-    path.chmod(0o644)  # read by the notebook user; it holds no secret (see spec.project.docker_envs_text)
+    # It holds the environment properties, RDS_PASSWORD among them (never DEPLOYMENT_TOKEN or
+    # JUPYTER_TOKEN): readable by its owner, the notebook user. Run as root, devstack hands it to that
+    # user; run as someone else than the notebooks folder's owner, it cannot, and the file stays readable.
+    uid, gid = int(environment.get("NB_UID", os.getuid())), int(environment.get("NB_GID", os.getgid()))
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid)
+    path.chmod(0o600 if os.geteuid() in (0, uid) else 0o644)

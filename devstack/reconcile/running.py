@@ -14,6 +14,7 @@ from ..errors import DevstackError, EngineError, NotReady
 from ..events import Acted, EngineEvent
 from ..probes import ProbeResult, check_once, list_kernels, stack_probes
 from ..state import load_secrets
+from .database import accepts_connections
 from .plan import owned
 from ..snapshot import ServiceStatus, StackStatus, is_probe_line
 
@@ -34,7 +35,12 @@ class Running:
     def container(self, service: str) -> ContainerInfo | None:
         """The service's container, whatever its state; None when there is none. A foreign container of
         its name is a ConflictError."""
-        spec = self._spec.service(service)
+        try:
+            spec = self._spec.service(service)
+        except KeyError:
+            raise EngineError(f"this project has no {service} container"
+                              + (": it runs a database only when its environment names RDS_* variables and no "
+                                 "RDS_HOSTNAME" if service == "rds" else "")) from None
         return owned(self._spec, spec, self._stack.engine().container(spec.container_name))
 
     def running_container(self, service: str) -> ContainerInfo:
@@ -83,11 +89,17 @@ class Running:
                                               service.image, _short(image.id) if image else "",
                                               image.created if image else None, ()))
                 continue
+            health = container.health
+            if spec.database is not None and service.name == spec.database.service and container.running:
+                # The database has no Docker healthcheck (one every few seconds would cost an idle stack
+                # CPU): its readiness is asked now, the way `up` waits for it.
+                ready = accepts_connections(engine, spec.database, container)
+                health = "accepting connections" if ready else "not accepting connections"
             services.append(ServiceStatus(
                 service=service.name,
                 container=container.name,
                 state=container.status,
-                health=container.health,
+                health=health,
                 started_at=container.started_at,
                 restarts=container.restart_count,
                 image=service.image,

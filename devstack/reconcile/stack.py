@@ -43,6 +43,7 @@ class Stack:
         self.notify = notify
         self.redact = redactor or Redactor()
         self.redact.add(*settings.secret_values())
+        self.redact.add(*self.spec.secret_values())
         secrets = load_secrets(settings)
         if secrets:
             self.redact.add(*secrets.values())
@@ -61,13 +62,15 @@ class Stack:
     def describe_again(self) -> None:
         """Read the project's files again (its own proxy files are found when the stack is described)."""
         self.spec = load_stack(self.settings)
+        self.redact.add(*self.spec.secret_values())
         if self._applier is not None:
             self._applier.describe(self.spec)  # keeps the shell open in the sidecar
 
     def applier(self) -> Applier:
         if self._applier is None:
             self._applier = Applier(self.engine(), self.spec, self._say, self.redact,
-                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings))
+                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings),
+                                    database_timeout=self.settings.rds_ready_timeout)
         return self._applier
 
     def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
@@ -108,7 +111,8 @@ class Stack:
         applied: list[Step] = []
         for _ in range(MAX_ROUNDS):
             plan = self._plan(source)
-            steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD]
+            steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD
+                     or s.target in self._build_needs()]
             if not steps:
                 break
             for step in steps:
@@ -125,6 +129,12 @@ class Stack:
                               + "; ".join(str(s) for s in self._plan(source).steps))
         applier.remove_superseded_images()
         return applied
+
+    def _build_needs(self) -> set[str]:
+        """What a build alone (`devstack build`) still starts: the coupled database, its volume and the
+        network, since the final image's build may migrate it."""
+        database = self.spec.database
+        return set() if database is None else {database.service, database.volume, self.spec.network.name}
 
     def _inputs_source(self, force: frozenset[str]) -> _InputsSource:
         preflight.write_docker_envs(self.spec)  # before the contexts are read: the final build may COPY it
@@ -202,12 +212,20 @@ class Stack:
                     engine.stop(container.id, container.name)
                     self.notify(Acted(f"stop {container.name}", container.service))
 
-    def down(self, remove_images: bool = False) -> None:
-        """Remove the project's containers and network, found by label; nothing else. With
-        `remove_images`, also the images devstack built that no other project's container uses."""
+    def down(self, remove_images: bool = False, remove_volumes: bool = False) -> None:
+        """Remove the project's containers and network, found by label; nothing else. The database's
+        volume is kept unless `remove_volumes` (`down --volumes`). With `remove_images`, also the images
+        devstack built that no other project's container uses."""
         with self.exclusive():
             engine = self.engine()
             remove_project(engine, self.spec.project, self.notify)
+            if remove_volumes:
+                for volume in engine.volumes(self.spec.project):
+                    engine.remove_volume(volume.name)
+                    self.notify(Acted(f"remove volume {volume.name} (its data is deleted)", "volume"))
+            elif self.spec.database is not None and engine.volume(self.spec.database.volume) is not None:
+                self.notify(Info(f"kept volume {self.spec.database.volume} (the database's data): "
+                                 "`devstack down --volumes` removes it", self.spec.database.service))
             if remove_images:
                 remove_unshared_images(engine, self.spec.project, [(i.tag, i.name) for i in reversed(self.spec.images)],
                                        self.notify)

@@ -19,6 +19,7 @@ from .model import (
     PROXY_MOUNT,
     SECRETS_MOUNT,
     SIFU_MOUNT,
+    DatabaseSpec,
     HostPort,
     ImageSpec,
     MountSpec,
@@ -27,6 +28,7 @@ from .model import (
     ServiceSpec,
     StackSpec,
     Upstream,
+    VolumeMount,
     proxy_command,
     public_host,
     stack_urls,
@@ -36,6 +38,7 @@ from .network import (HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAI
                       network_layout)
 from .app import DOCKERRUN, NOTEBOOKS, Dockerrun, ProjectApp
 from .project import ProjectFacts, proxy_source_folders, read_project
+from . import rds
 
 
 def load_stack(settings: Settings, ids: tuple[int, int] | None = None) -> StackSpec:
@@ -48,18 +51,24 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
     app = project.app if _runs_project_app(settings, project.app) else None
     network = network_layout(settings, _process_ports(app.dockerrun) if app is not None else None)
     state_dir = settings.state_dir
+    database = _database(settings, project, network)
+    build_network = network.name if database is not None else ""
     hostnames = served_hostnames(settings)
     docker_envs_path = state_dir / "docker_envs" if project.docker_envs else None
     proxy_dir = state_dir / "proxy"
     choice = proxy_choice(settings, project)
+    notebook = (_notebook(settings, project, network, hostnames, database) if app is None
+                else _project_notebook(settings, project, network, app, database))
+    services = (notebook, _proxy(settings, network, proxy_dir, choice))
+    if database is not None:
+        services += (_database_service(settings, network, database),)
     return StackSpec(
         project=settings.project_name,
         network=network,
-        images=_bundled_images(settings) if app is None else _project_images(
-            settings, app, project.docker_envs is not None and project.docker_envs.dockerfile_copy),
-        services=(_notebook(settings, project, network, hostnames) if app is None
-                  else _project_notebook(settings, project, network, app),
-                  _proxy(settings, network, proxy_dir, choice)),
+        # A migration at build time (production's Dockerfile runs one) reaches the database by its name.
+        images=_bundled_images(settings, build_network) if app is None else _project_images(
+            settings, app, project.docker_envs is not None and project.docker_envs.dockerfile_copy, build_network),
+        services=services,
         proxy=ProxySpec(
             network=network,
             upstreams=(
@@ -80,9 +89,11 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         state_dir=state_dir,
         app=_bundled_app(settings) if app is None else _project_app_spec(settings, app),
         secrets_dir=state_dir / "secrets",
-        host_ports=_host_ports(settings, network),
+        host_ports=_host_ports(settings, network, database),
         docker_envs=project.docker_envs,
         docker_envs_path=docker_envs_path,
+        environment=project.environment,
+        database=database,
     )
 
 
@@ -110,7 +121,7 @@ def _runs_project_app(settings: Settings, app: ProjectApp) -> bool:
     return app.present and settings.images != "bundled"
 
 
-def _bundled_images(settings: Settings) -> tuple[ImageSpec, ...]:
+def _bundled_images(settings: Settings, build_network: str) -> tuple[ImageSpec, ...]:
     base = ImageSpec(
         name="base",
         tag=settings.base_image_tag,
@@ -123,6 +134,7 @@ def _bundled_images(settings: Settings) -> tuple[ImageSpec, ...]:
         context=settings.notebook_context_path,
         build_args=(("BASE_IMAGE", settings.base_image_tag),),
         parent="base",
+        network=build_network,
     )
     return base, final
 
@@ -147,7 +159,8 @@ def _is_private(ref: str) -> bool:
     return "/" in ref and ("." in first or ":" in first or first == "localhost")
 
 
-def _project_images(settings: Settings, app: ProjectApp, docker_envs_copied: bool) -> tuple[ImageSpec, ...]:
+def _project_images(settings: Settings, app: ProjectApp, docker_envs_copied: bool,
+                    build_network: str) -> tuple[ImageSpec, ...]:
     if app.dockerfile is None:
         return ()  # Dockerrun.aws.json's Image.Name runs as it is
     images = []
@@ -160,7 +173,7 @@ def _project_images(settings: Settings, app: ProjectApp, docker_envs_copied: boo
     overlays = (("docker_envs", settings.state_dir / "docker_envs"),) if docker_envs_copied else ()
     images.append(ImageSpec(name="notebook", tag=settings.notebook_image_tag, context=app.root,
                             parent="base" if app.base_context is not None else None, overlays=overlays,
-                            read=app.final_sources,
+                            read=app.final_sources, network=build_network,
                             ignored=tuple(f.resolve().relative_to(app.root.resolve()).as_posix() for f in inside)))
     return tuple(images)
 
@@ -205,10 +218,13 @@ def _process_ports(dockerrun: Dockerrun | None) -> tuple[int, int]:
 
 
 def _project_notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
-                      app: ProjectApp) -> ServiceSpec:
+                      app: ProjectApp, database: DatabaseSpec | None) -> ServiceSpec:
     """The project's container as EB runs it: its image's own command and user, the environment
     properties, the Dockerrun.aws.json volumes and log folder; none of devstack's internals."""
-    environment = settings.container_variables()
+    environment = _eb_environment(project, database)
+    # EDX_HOSTNAME is devstack's setting and one of production's properties (its Sifu and jupyter_cors.sh
+    # read it): the project's container gets devstack's, the local Open edX.
+    environment["EDX_HOSTNAME"] = settings.edx_hostname
     mounts = []
     dockerrun = app.dockerrun
     volumes = dockerrun.volumes if dockerrun is not None and dockerrun.volumes else ()
@@ -254,11 +270,60 @@ def _labels(settings: Settings, service: str) -> tuple[tuple[str, str], ...]:
     return ((LABEL_PROJECT, settings.project_name), (LABEL_SERVICE, service))
 
 
+def _database(settings: Settings, project: ProjectFacts, network: NetworkLayout) -> DatabaseSpec | None:
+    """The coupled RDS the environment asks for (spec/rds.py), or None."""
+    request = rds.database_request(project.environment)
+    if request is None:
+        return None
+    generated, root = project.rds_passwords or ("", "")
+    password = request.password or generated
+    return DatabaseSpec(
+        service=rds.SERVICE,
+        container_name=f"{settings.project_name}-{rds.SERVICE}",
+        image=settings.rds_image,
+        # On the project's network the container's name; sharing the host's, the server listens on loopback.
+        hostname="127.0.0.1" if network.host_mode else f"{settings.project_name}-{rds.SERVICE}",
+        port=request.port,
+        database=request.database,
+        user=request.user,
+        volume=f"{settings.project_name}_{rds.SERVICE}-data",
+        reason=request.reason,
+        ready_command=rds.ready_command(request),
+        password=password,
+        root_password=password if request.as_root else root,
+        password_generated=not request.password,
+    )
+
+
+def _database_service(settings: Settings, network: NetworkLayout, database: DatabaseSpec) -> ServiceSpec:
+    return ServiceSpec(
+        name=database.service,
+        container_name=database.container_name,
+        image=database.image,
+        image_origin="RDS_IMAGE",
+        command=rds.server_options(database.port, loopback_only=network.host_mode),
+        environment=tuple(sorted(rds.image_environment(database.database, database.user, database.password,
+                                                         database.root_password).items())),
+        volumes=(VolumeMount(database.volume, rds.DATA_DIR),),
+        labels=_labels(settings, database.service),
+    )
+
+
+def _eb_environment(project: ProjectFacts, database: DatabaseSpec | None) -> dict[str, str]:
+    """EB's environment properties (.ebextensions option_settings < overrides.yml < .env < the environment
+    < --set), as EB's `docker run --env` gives them; devstack's settings (ports, KERNEL_IDLE_WAIT, the
+    secrets) are devstack's, not the notebook's (spec/eb_env.py leaves them out)."""
+    environment = project.environment.values()
+    if database is not None:
+        # What EB adds for the database it couples: RDS_HOSTNAME, and the four others filled in.
+        environment.update(rds.notebook_variables(database.hostname, database.port, database.database,
+                                                  database.user, database.password))
+    return environment
+
+
 def _notebook(settings: Settings, project: ProjectFacts, network: NetworkLayout,
-              hostnames: tuple[str, ...]) -> ServiceSpec:
-    # What `.env` adds beyond devstack's own settings reaches the container, as compose's env_file does;
-    # devstack's settings (ports, KERNEL_IDLE_WAIT, the secrets) are devstack's, not the notebook's.
-    environment = settings.container_variables()
+              hostnames: tuple[str, ...], database: DatabaseSpec | None = None) -> ServiceSpec:
+    environment = _eb_environment(project, database)
     urls = stack_urls(public_host(settings.edx_host, settings.bind_address), settings.sifu_port, settings.jupyter_port)
     environment.update({
         "NB_UID": str(project.host_uid),
@@ -325,7 +390,8 @@ def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: 
     )
 
 
-def _host_ports(settings: Settings, network: NetworkLayout) -> tuple[HostPort, ...]:
+def _host_ports(settings: Settings, network: NetworkLayout, database: DatabaseSpec | None = None
+                ) -> tuple[HostPort, ...]:
     ports = [HostPort(settings.bind_address, listener.public_port, listener.setting,
                       f"the proxy's {listener.title} listener",
                       fix=_moved_by(listener.setting))
@@ -341,6 +407,11 @@ def _host_ports(settings: Settings, network: NetworkLayout) -> tuple[HostPort, .
                            f"the notebook container's port {m.container_port}", "notebook",
                            "publish the notebook's port on a free host port (EXTRA_PORTS or up -p)")
                   for m in settings.extra_ports]
+    if database is not None and network.host_mode:
+        # Sharing the host's network, the database binds RDS_PORT on the host's loopback.
+        ports.append(HostPort("127.0.0.1", database.port, "RDS_PORT",
+                              "the coupled database (RDS)", database.service,
+                              "set RDS_PORT to a free port, or stop the database that holds it"))
     return tuple(ports)
 
 

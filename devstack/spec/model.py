@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
 from .flavor import Flavor, ProxyChoice
+from .eb_env import EbEnvironment
 from .network import NetworkLayout
 from .project import DockerEnvsRequest, ProjectProxyFiles
 
@@ -54,6 +55,9 @@ class ImageSpec:
     # What of the context the Dockerfile reads (COPY/ADD sources): only these, the Dockerfile and
     # .dockerignore decide whether the image is out of date. None: the whole context does.
     read: tuple[str, ...] | None = None
+    # The network its build's RUN steps join ("" the engine's default): the project's, when a
+    # migration at build time must reach the coupled database.
+    network: str = ""
 
     def reads(self, rel: str) -> bool:
         """Whether the build reads this file of the context (a file outside `read` changes nothing)."""
@@ -81,6 +85,14 @@ class MountSpec:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A named volume devstack creates (labelled as the project's) and mounts; `down` keeps it."""
+
+    volume: str
+    target: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str  # "notebook" or "proxy"
     container_name: str
@@ -95,10 +107,14 @@ class ServiceSpec:
     extra_hosts: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     stop_signal: str = "SIGTERM"
+    volumes: tuple[VolumeMount, ...] = ()
 
     def config_hash(self, image_id: str, extra: str = "") -> str:
         """A digest of everything that, when changed, means the container must be recreated."""
-        payload = json.dumps({"spec": asdict(self), "image": image_id, "extra": extra}, sort_keys=True, default=str)
+        spec = asdict(self)
+        if not self.volumes:
+            del spec["volumes"]  # the services without one hash as they did before volumes existed
+        payload = json.dumps({"spec": spec, "image": image_id, "extra": extra}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -202,6 +218,29 @@ class AppSpec:
 
 
 @dataclass(frozen=True)
+class DatabaseSpec:
+    """The coupled RDS: a MySQL-compatible service the notebook reaches as RDS_HOSTNAME:RDS_PORT."""
+
+    service: str  # the ServiceSpec's name
+    container_name: str
+    image: str
+    hostname: str  # RDS_HOSTNAME as the notebook (and the final image's build) gets it
+    port: int
+    database: str
+    user: str
+    volume: str  # the named volume holding /var/lib/mysql
+    reason: str  # the property that asked for it, for messages: "RDS_DB_NAME from overrides.yml:18"
+    # Run inside its container: exits 0 once the server accepts the user's login over TCP.
+    ready_command: tuple[str, ...] = ()
+    password: str = field(default="", repr=False)
+    root_password: str = field(default="", repr=False)
+    password_generated: bool = False
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
 class StackSpec:
     project: str
     network: NetworkLayout
@@ -216,6 +255,16 @@ class StackSpec:
     # Production's docker_envs, when the image expects it: the host file devstack writes.
     docker_envs: DockerEnvsRequest | None = None
     docker_envs_path: Path | None = None
+    # EB's environment properties, with their sources (what reaches the notebook as variables).
+    environment: EbEnvironment = field(default_factory=EbEnvironment)
+    database: DatabaseSpec | None = None  # the coupled RDS devstack runs, if any
+
+    def secret_values(self) -> list[str]:
+        """Values no line devstack prints may carry: secret properties, the database's passwords."""
+        found = self.environment.secret_values()
+        if self.database is not None:
+            found += [self.database.password, self.database.root_password]
+        return [value for value in found if value]
 
     def service(self, name: str) -> ServiceSpec:
         for service in self.services:

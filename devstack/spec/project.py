@@ -25,12 +25,16 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import ConfigError
 from ..noise import is_config_noise
 from ..proxy.modules import module_of
 from ..proxy.nginxconf import parse_file
-from ..settings import Settings
+from ..settings import ENV_FILE, SECRET_KEYS, Settings, setting_keys
+from ..state import ensure_rds_passwords
 from .app import ProjectApp, read_app
+from .eb_env import OVERRIDES_FILE, EbEnvironment, EbSources, resolve_environment
 from .evidence import Evidence
+from .rds import database_request
 
 AL1_SERVERS = Path(".ebextensions/.nginx/proxy")
 AL1_HOSTS = Path(".ebextensions/.nginx/hosts")
@@ -142,8 +146,36 @@ def docker_envs_text(environment: Mapping[str, str]) -> str:
     """`export K=V` lines, quoted for a POSIX shell, as production's `docker_envs` is sourced."""
     lines = ["# Written by devstack from the project's resolved settings (secrets excluded). Do not edit."]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())
-              if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key)]
+              if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) and key not in SECRET_KEYS]
     return "\n".join(lines) + "\n"
+
+
+# -- EB's environment properties -------------------------------------------------------------
+
+
+def read_eb_sources(project_dir: Path) -> EbSources:
+    """The files EB takes environment properties from: `.ebextensions/*.config` in alphabetical order
+    (as EB reads them) and `overrides.yml` (what `launch` sends with `eb setenv`)."""
+    configs = []
+    for path in sorted((project_dir / EBEXTENSIONS).glob("*.config"), key=lambda p: p.name):
+        if path.is_file():
+            configs.append((str(path), path.read_text(encoding="utf-8", errors="replace")))
+    overrides = project_dir / OVERRIDES_FILE
+    text = None
+    if overrides.is_file():
+        try:
+            text = overrides.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{overrides}: cannot read it ({type(exc).__name__}): save it as UTF-8 text, "
+                              "or move it away") from None
+    return EbSources(tuple(configs), (str(overrides), text) if text is not None else None)
+
+
+def project_environment(settings: Settings) -> EbEnvironment:
+    """The environment properties the notebook gets, every layer applied (spec/eb_env.py)."""
+    return resolve_environment(read_eb_sources(settings.project_dir), settings.dotenv, settings.dotenv_lines,
+                               str(settings.project_dir / ENV_FILE), settings.environ, settings.env_flags,
+                               setting_keys())
 
 
 # -- OpenResty ------------------------------------------------------------
@@ -228,6 +260,10 @@ class ProjectFacts:
     # Why the project's proxy is OpenResty, if it is: a hook installs it, a proxy file needs its modules.
     openresty_installer: Evidence | None = None
     openresty_directive: Evidence | None = None
+    environment: EbEnvironment = field(default_factory=EbEnvironment)
+    # The coupled database's generated passwords (the user's, used when none is given; root's),
+    # made once per project when the environment asks for a database.
+    rds_passwords: tuple[str, str] | None = None
 
 
 def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
@@ -246,6 +282,8 @@ def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> Proj
     app = read_app(settings.project_dir, settings.base_context_path if settings.base_context else None)
     final_dockerfile = (app.dockerfile if app.present and settings.images != "bundled"
                         else settings.notebook_context_path / "Dockerfile")
+    environment = project_environment(settings)
+    wants_database = database_request(environment) is not None
     return ProjectFacts(
         host_uid=uid,
         host_gid=gid,
@@ -254,4 +292,6 @@ def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> Proj
         docker_envs=docker_envs_request(settings.docker_envs_file, final_dockerfile) if final_dockerfile else None,
         openresty_installer=find_openresty_installer(settings.project_dir),
         openresty_directive=find_openresty_directive(proxy_files),
+        environment=environment,
+        rds_passwords=ensure_rds_passwords(settings.state_dir) if wants_database else None,
     )

@@ -20,7 +20,8 @@ from ..events import Activity, BuildOutput, ChangeFailed, Event, Warned
 from ..snapshot import BuildProgress, CheckResult, LiveFacts, StackStatus
 
 _STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
-_HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
+_HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow",
+                 "accepting connections": "green", "not accepting connections": "red"}
 
 
 def humanize_age(then: datetime | None, now: datetime) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from devstack.docker.engine import ContainerInfo, ImageInfo, NetworkInfo
+from devstack.docker.engine import ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo
 from devstack.errors import ConflictError, EngineError
 from devstack.spec import LABEL_PROJECT, LABEL_SERVICE
 
@@ -25,6 +25,8 @@ class MemoryEngine:
         self.records: dict[str, ContainerInfo] = {}  # containers by ID
         self.network_records: dict[str, NetworkInfo] = {}  # by ID (two may share a name, as in the engine)
         self.attachments: dict[str, str] = {}  # container ID -> the network ID it was created on
+        self.volume_records: dict[str, VolumeInfo] = {}  # by name
+        self.build_networks: list[str] = []  # the network each build ran on ("" the default)
         self.ops: list[str] = []
         self.builds = 0
         self.fail_builds: list[Exception] = []  # raised by the next builds, in turn
@@ -46,8 +48,9 @@ class MemoryEngine:
     def image(self, ref: str) -> ImageInfo | None:
         return self.image_records.get(ref) or next((i for i in self.image_records.values() if ref in i.tags), None)
 
-    def build(self, context, tag, build_args, labels, no_cache=False, on_event=None) -> str:  # noqa: ANN001
+    def build(self, context, tag, build_args, labels, no_cache=False, on_event=None, network="") -> str:  # noqa: ANN001
         self.builds += 1
+        self.build_networks.append(network)
         self.ops.append(f"build {tag}")
         if self.on_build is not None:
             self.on_build()
@@ -100,6 +103,23 @@ class MemoryEngine:
     def remove_network(self, network_id: str) -> None:
         self.ops.append(f"remove network {self.network_records[network_id].name}")
         del self.network_records[network_id]
+
+    # -- volumes ---------------------------------------------------------------------------
+
+    def volume(self, name: str) -> VolumeInfo | None:
+        return self.volume_records.get(name)
+
+    def volumes(self, project: str) -> list[VolumeInfo]:
+        return [v for v in self.volume_records.values() if v.labels.get(LABEL_PROJECT) == project]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> VolumeInfo:
+        self.ops.append(f"create volume {name}")
+        self.volume_records[name] = VolumeInfo(name, dict(labels))
+        return self.volume_records[name]
+
+    def remove_volume(self, name: str) -> None:
+        self.ops.append(f"remove volume {name}")
+        del self.volume_records[name]
 
     # -- containers ------------------------------------------------------------------------
 
