@@ -59,20 +59,24 @@ def ensure_secrets(settings: Settings) -> ProjectSecrets:
     return project_secrets
 
 
-def ensure_rds_passwords(state_dir: Path) -> tuple[str, str]:
-    """The coupled database's generated passwords (its user's, used when RDS_PASSWORD is not given, and
-    root's): made once per project and kept, since the database's volume keeps the ones it started with."""
+def ensure_rds_passwords(state_dir: Path) -> tuple[str, str, str]:
+    """The coupled database's generated passwords: its user's (used when RDS_PASSWORD is not given),
+    root's, and the one builds get (which the database takes only while a build runs): made once per
+    project and kept, since the database's volume keeps the ones it started with."""
     path = state_dir / "generated-rds.json"
+    keys = ("password", "root", "build")
     try:
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and all(isinstance(data.get(k), str) and data[k] for k in ("password", "root")):
-            return data["password"], data["root"]
+        if not isinstance(data, dict):
+            data = {}
     except (OSError, ValueError):
-        pass
-    ensure_state_dir(state_dir)
-    data = {"password": random.token_urlsafe(18), "root": random.token_urlsafe(18)}
-    _write_private(path, json.dumps(data))
-    return data["password"], data["root"]
+        data = {}
+    missing = [k for k in keys if not (isinstance(data.get(k), str) and data[k])]
+    if missing:
+        data.update({k: random.token_urlsafe(18) for k in missing})
+        ensure_state_dir(state_dir)
+        _write_private(path, json.dumps(data))
+    return data["password"], data["root"], data["build"]
 
 
 def _read_generated(state_dir: Path) -> dict[str, str]:

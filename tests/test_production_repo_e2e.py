@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import TEST_NOTEBOOK_TAG
-from helpers import login, run_cell
+from helpers import login, run_cell, xsrf_headers
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "jupyter-server"
 TOKEN = (FIXTURE / "base-image" / ".deployment_token").read_text().strip()
@@ -48,10 +48,12 @@ def test_the_production_repository_runs_as_eb_runs_it(production, docker_client)
     # A kernel runs through the cookie gate; a notebook lands in the host folder.
     assert httpx.get(f"{project.jupyter_url}/api/status", trust_env=False).status_code == 403
     client = login(project.sifu_url)
-    assert run_cell(client, project.jupyter_url, "print(6 * 7)").strip() == "42"
+    assert client.get(f"{project.jupyter_url}/tree").status_code == 200  # as the browser opens it: its _xsrf cookie
+    assert run_cell(client, project.jupyter_url, "6 * 7") == "42"
     saved = client.put(f"{project.jupyter_url}/api/contents/from-the-test.ipynb",
                        json={"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
-                                                              "nbformat_minor": 5}})
+                                                              "nbformat_minor": 5}},
+                       headers=xsrf_headers(client))
     assert saved.status_code in (200, 201), saved.text
     assert (project.dir / "notebooks" / "from-the-test.ipynb").is_file()
 
@@ -67,7 +69,7 @@ def test_the_production_repository_runs_as_eb_runs_it(production, docker_client)
     assert TOKEN.encode() not in listing
 
     # Data survive `down` and `up`.
-    database = docker_client.containers.get(f"{project.name}-database")
+    database = docker_client.containers.get(f"{project.name}-rds")
     code, out = database.exec_run(["mysql", "-uroot", f"-p{RDS_PASSWORD}", "production",
                                    "-e", "INSERT INTO notes (body) VALUES ('written before down')"])
     assert code == 0, out
@@ -81,6 +83,15 @@ def test_the_production_repository_runs_as_eb_runs_it(production, docker_client)
     conf.write_text(conf.read_text() + "\n; saved by the test\n")
     rebuilt = project.run("up", "-d", timeout=900)
     assert "build notebook:" in rebuilt.stdout and "build base:" not in rebuilt.stdout
+
+    # No layer holds a database password that works: the final build's docker_envs has the builds' one.
+    final = docker_client.images.get(f"{TEST_NOTEBOOK_TAG}-production")
+    layer_envs = docker_client.containers.run(final.id, ["cat", "/tmp/docker_envs"], entrypoint=[], remove=True)
+    assert RDS_PASSWORD.encode() not in layer_envs and b"RDS_PASSWORD=" in layer_envs
+    database = docker_client.containers.get(f"{project.name}-rds")  # created anew by the `up` after `down`
+    code, _ = database.exec_run(["sh", "-c", "mysql -uroot -p\"$0\" -e 'SELECT 1'",
+                                 _value(layer_envs, "RDS_PASSWORD")])
+    assert code != 0  # refused once the build is over
 
     # The secrets reached no output.
     everything = outputs(first, down, again, rebuilt)
@@ -109,3 +120,12 @@ def test_a_final_from_that_nothing_builds_or_pulls_is_one_line(project, docker_c
     assert result.returncode != 0 and len(errors) == 1, result.stderr
     assert f"{project.dir / 'Dockerfile'}:2: FROM registry.invalid/team/app:1 is not built here" in errors[0]
     assert docker_client.containers.list(all=True, filters={"label": f"devstack.project={project.name}"}) == []
+
+
+def _value(docker_envs: bytes, key: str) -> str:
+    import shlex
+
+    for line in docker_envs.decode().splitlines():
+        if line.startswith(f"export {key}="):
+            return shlex.split(line.split("=", 1)[1])[0]
+    raise AssertionError(f"{key} not in docker_envs")

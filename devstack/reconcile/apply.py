@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from ..docker.engine import Engine
 from ..errors import ConflictError, EngineError
 from ..events import Acted, Notify
 from ..redact import Redactor
-from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
-from .database import wait_until_accepting
+from ..spec import BUILD_DOCKER_ENVS, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
+from .database import build_password_in_effect, wait_until_accepting
 from .images import build_image, refuse_secrets_in_context
 from .plan import Step, Verb, notebook_address
 from .proxy_config import ProxyLoader
@@ -65,7 +66,9 @@ class Applier:
         image = self.images[step.target]
         before = self.engine.image(image.tag)
         self.refuse_secrets(image)
-        image_id = build_image(self.engine, image, step.context_hash, self.no_cache, self.notify, self.redact)
+        copies_docker_envs = any(folder == self.spec.state_dir / BUILD_DOCKER_ENVS for _, folder in image.overlays)
+        with build_password_in_effect(self.engine, self.spec, self.notify) if copies_docker_envs else nullcontext():
+            image_id = build_image(self.engine, image, step.context_hash, self.no_cache, self.notify, self.redact)
         if before is not None and before.id != image_id:
             self._superseded.add(before.id)
 

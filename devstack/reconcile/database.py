@@ -7,6 +7,8 @@ container (spec/rds.py's READY_SCRIPT), so no port is published for it and no pa
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..docker.engine import ContainerInfo, Engine
 from ..errors import EngineError, NotReady
@@ -90,3 +92,41 @@ def _logs(engine: Engine, container: ContainerInfo | None, redact: Redactor) -> 
         return [f"rds | {redact(line)}" for line in engine.log_lines(container.id, tail=LOG_LINES) if line.strip()]
     except EngineError:
         return []
+
+
+# Run in the database's container as root (its password in MYSQL_PWD, never on a command line):
+# the project's user takes the password given as $0, on every host it is defined for.
+_SET_PASSWORD = ('client=$(command -v mariadb || command -v mysql) || exit 127; '
+                 'exec "$client" -uroot -e "ALTER USER IF EXISTS \'$1\'@\'%\' IDENTIFIED BY \'$0\', '
+                 '\'$1\'@\'localhost\' IDENTIFIED BY \'$0\'"')
+
+
+@contextmanager
+def build_password_in_effect(engine: Engine, spec: StackSpec, notify: Notify) -> Iterator[None]:
+    """While a build that COPYs docker_envs runs, the database takes the builds' password (the one that
+    copy holds, and its layer keeps), so that a migration at build time logs in; then the real one
+    again, whatever the build did. Connections the notebook opens meanwhile are refused: its image is
+    being replaced."""
+    database = spec.database
+    container = database_container(engine, spec) if database is not None else None
+    if database is None or container is None or not container.running:
+        yield
+        return
+    real_root = database.root_password
+    _set_password(engine, container, database.user, database.build_password, real_root)
+    notify(Info(f"database: {database.user} takes the builds' password while the final image builds "
+                "(the real one is in no layer)", database.service))
+    try:
+        yield
+    finally:
+        # Root's own password is the build's now when root is the project's user.
+        current_root = database.build_password if database.user == "root" else real_root
+        _set_password(engine, container, database.user, database.password, current_root)
+
+
+def _set_password(engine: Engine, container: ContainerInfo, user: str, password: str, root_password: str) -> None:
+    code, output = engine.exec(container.id, ["sh", "-c", _SET_PASSWORD, password, user],
+                               environment={"MYSQL_PWD": root_password})
+    if code != 0:
+        raise EngineError(f"could not set {user}'s password in the database container {container.name} "
+                          f"(exit {code}): {' '.join(output.split()[:20])}")

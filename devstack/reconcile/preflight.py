@@ -21,7 +21,7 @@ from ..errors import ConfigError, ConflictError, EngineError, ProxyConfigError
 from ..events import Info, Warned
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..settings import ENV_FILE, Settings
-from ..spec import LABEL_PROJECT, HostPort, StackSpec
+from ..spec import BUILD_DOCKER_ENVS, LABEL_PROJECT, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
@@ -249,14 +249,14 @@ def write_docker_envs(spec: StackSpec) -> None:
         return
     ensure_state_dir(spec.state_dir)
     environment = dict(spec.service("notebook").environment)
-    content = docker_envs_text(environment)
-    try:
-        if path.read_text() == content:
-            return
-    except OSError:
-        pass
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(content)
+    if any(folder == spec.state_dir / BUILD_DOCKER_ENVS for image in spec.images for _, folder in image.overlays):
+        # The copy the final build COPYs into a layer: the database's password for builds in its place.
+        for_build = dict(environment)
+        if spec.database is not None and "RDS_PASSWORD" in for_build:
+            for_build["RDS_PASSWORD"] = spec.database.build_password
+        _write_if_changed(spec.state_dir / BUILD_DOCKER_ENVS, docker_envs_text(for_build))
+    if not _write_if_changed(path, docker_envs_text(environment)):
+        return
     # It holds the environment properties, RDS_PASSWORD among them (never DEPLOYMENT_TOKEN or
     # JUPYTER_TOKEN): readable by its owner, the notebook user. Run as root, devstack hands it to that
     # user; run as someone else than the notebooks folder's owner, it cannot, and the file stays readable.
@@ -264,3 +264,16 @@ def write_docker_envs(spec: StackSpec) -> None:
     if os.geteuid() == 0:
         os.chown(path, uid, gid)
     path.chmod(0o600 if os.geteuid() in (0, uid) else 0o644)
+
+
+def _write_if_changed(path: Path, content: str) -> bool:
+    try:
+        if path.read_text() == content:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    path.chmod(0o600)
+    return True

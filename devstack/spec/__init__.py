@@ -2,6 +2,7 @@
 
 from .describe import describe_stack, load_stack, served_hostnames
 from .model import (
+    BUILD_DOCKER_ENVS,
     LABEL_CONFIG_HASH,
     LABEL_CONTEXT_HASH,
     LABEL_IMAGE,
@@ -30,7 +31,7 @@ from .project import DockerEnvsRequest, ProjectFacts, ProjectProxyFiles, read_pr
 
 __all__ = [
     "JUPYTER_CONTAINER_PORT", "SIFU_CONTAINER_PORT", "LABEL_CONFIG_HASH", "LABEL_CONTEXT_HASH", "LABEL_IMAGE", "LABEL_PROJECT", "LABEL_SERVICE", "PROXY_MOUNT",
-    "SECRETS_MOUNT", "SIFU_MOUNT", "DatabaseSpec", "DockerEnvsRequest", "VolumeMount", "HostPort", "ImageSpec", "Listener",
+    "BUILD_DOCKER_ENVS", "SECRETS_MOUNT", "SIFU_MOUNT", "DatabaseSpec", "DockerEnvsRequest", "VolumeMount", "HostPort", "ImageSpec", "Listener",
     "MountSpec", "NetworkLayout", "PortSpec", "ProjectFacts", "ProjectProxyFiles", "ProxySpec", "ServiceSpec",
     "StackSpec", "Upstream", "describe_stack", "load_stack", "network_layout", "read_project", "served_hostnames",
     "FLAVORS", "NGINX", "OPENRESTY", "Flavor", "ProxyChoice", "link_loaded_config", "proxy_command", "proxy_prepare",

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..hosts import LOOPBACK_NAMES, is_wildcard
 from ..settings import Settings
 from .model import (
+    BUILD_DOCKER_ENVS,
     LABEL_PROJECT,
     AppSpec,
     LABEL_SERVICE,
@@ -170,7 +171,7 @@ def _project_images(settings: Settings, app: ProjectApp, docker_envs_copied: boo
     inside = [folder for folder in (settings.state_dir, settings.notebooks_path)
               if folder is not None and folder.resolve().is_relative_to(app.root.resolve())]
     # production's hook writes docker_envs into the deploy folder before the build, which COPYs it.
-    overlays = (("docker_envs", settings.state_dir / "docker_envs"),) if docker_envs_copied else ()
+    overlays = (("docker_envs", settings.state_dir / BUILD_DOCKER_ENVS),) if docker_envs_copied else ()
     images.append(ImageSpec(name="notebook", tag=settings.notebook_image_tag, context=app.root,
                             parent="base" if app.base_context is not None else None, overlays=overlays,
                             read=app.final_sources, network=build_network,
@@ -275,7 +276,7 @@ def _database(settings: Settings, project: ProjectFacts, network: NetworkLayout)
     request = rds.database_request(project.environment)
     if request is None:
         return None
-    generated, root = project.rds_passwords or ("", "")
+    generated, root, build = project.rds_passwords or ("", "", "")
     password = request.password or generated
     return DatabaseSpec(
         service=rds.SERVICE,
@@ -292,6 +293,7 @@ def _database(settings: Settings, project: ProjectFacts, network: NetworkLayout)
         password=password,
         root_password=password if request.as_root else root,
         password_generated=not request.password,
+        build_password=build,
     )
 
 

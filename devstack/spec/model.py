@@ -29,6 +29,9 @@ LABEL_IMAGE = "devstack.image"
 
 # Where the sidecar finds the rendered generations (a read-only bind mount); `current` is the loaded one.
 PROXY_MOUNT = "/etc/devstack-proxy"
+# The docker_envs a project's final build COPYs (under the state folder): the runtime one, with the
+# database's password for builds in place of the real one.
+BUILD_DOCKER_ENVS = "build/docker_envs"
 # Where the notebook container finds the per-project secrets (a read-only bind mount).
 SECRETS_MOUNT = "/run/devstack-secrets"
 # Where the final image keeps Sifu's source (compose/notebook/Dockerfile); SIFU_SRC is mounted over it.
@@ -234,6 +237,9 @@ class DatabaseSpec:
     ready_command: tuple[str, ...] = ()
     password: str = field(default="", repr=False)
     root_password: str = field(default="", repr=False)
+    # What RDS_PASSWORD is in the docker_envs a build COPYs into a layer: the database takes it only
+    # while that build runs (reconcile/database.py), so no layer holds a password that works.
+    build_password: str = field(default="", repr=False)
     password_generated: bool = False
 
     def describe(self) -> str:
@@ -263,7 +269,7 @@ class StackSpec:
         """Values no line devstack prints may carry: secret properties, the database's passwords."""
         found = self.environment.secret_values()
         if self.database is not None:
-            found += [self.database.password, self.database.root_password]
+            found += [self.database.password, self.database.root_password, self.database.build_password]
         return [value for value in found if value]
 
     def service(self, name: str) -> ServiceSpec:

@@ -263,7 +263,7 @@ class ProjectFacts:
     environment: EbEnvironment = field(default_factory=EbEnvironment)
     # The coupled database's generated passwords (the user's, used when none is given; root's),
     # made once per project when the environment asks for a database.
-    rds_passwords: tuple[str, str] | None = None
+    rds_passwords: tuple[str, str, str] | None = None  # generated: the user's, root's, the builds'
 
 
 def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:

@@ -39,7 +39,7 @@ def test_the_projects_dockerfiles_are_the_images_base_first_tagged_as_the_final_
     # production's Dockerfile reads three files of the repository; nothing else makes it out of date.
     assert final.read == ("docker_envs", "supervisord.conf", "jupyter_cors.sh")
     assert final.reads("supervisord.conf") and final.reads("Dockerfile") and not final.reads("README.md")
-    assert dict(final.overlays) == {"docker_envs": folder / ".devstack/docker_envs"}
+    assert dict(final.overlays) == {"docker_envs": folder / ".devstack/build/docker_envs"}
 
 
 def test_dockerrun_v1_gives_the_mounts_the_ports_and_the_log_folder(tmp_path):
