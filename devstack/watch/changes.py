@@ -24,6 +24,7 @@ from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
 from ..reconcile.preflight import check_environment, check_ports
 from ..settings import ENV_FILE, Settings
+from ..snapshot import is_probe_line
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
 from .debounce import Debouncer
 from .files import FileWatcher, PathSeen
@@ -391,7 +392,8 @@ class ChangeLoop:
 
     def _give_up(self, container) -> None:  # noqa: ANN001 - a ContainerInfo
         try:
-            tail = self.stack.running.last_logs(container.service, lines=20)
+            tail = [line for line in self.stack.running.last_logs(container.service, lines=40)
+                    if not is_probe_line(line)][-20:]
         except DevstackError:
             tail = []
         self._say_failure(RestoreFailed, (
