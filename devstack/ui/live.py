@@ -72,12 +72,15 @@ class LiveState:
 
     live: LiveFacts = field(default_factory=LiveFacts)
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    read_error: str = ""  # the last error reading the stack's state (the engine gone): cleared once it is back
 
     def on_event(self, event: Event) -> bool:
         """Fold one of the core's events in; returns whether what is shown changed."""
         before = self.live
         if isinstance(event, _RECOVERY):  # what keeping the stack up did last, with when
             self.live = replace(self.live, recovery=f"{time.strftime('%H:%M:%S')} {event.message}")
+        if isinstance(event, (EngineBack, Restored)) and self.read_error and self.live.last_error == self.read_error:
+            self.live = replace(self.live, last_error="")
         live = self.live
         if isinstance(event, BuildOutput):
             self.live = replace(live, build=BuildProgress(event.target, event.step, event.total, event.instruction))
@@ -96,6 +99,7 @@ class LiveState:
         return self.live != before
 
     def on_error(self, message: str) -> None:
+        self.read_error = message
         self.live = replace(self.live, last_error=message)
 
     def on_log(self, line: str) -> None:

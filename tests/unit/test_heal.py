@@ -241,8 +241,11 @@ def test_a_container_that_restarts_with_the_same_id_is_followed_again_from_its_s
 
 def test_the_view_says_what_keeping_the_stack_up_did():
     state = LiveState()
+    state.on_error("cannot read the stack's state: lost the Docker Engine")
     state.on_event(EngineLost("lost the Docker Engine's event stream (it ended): reconnecting"))
     assert "lost the Docker Engine" in state.live.recovery and "reconnecting" in state.live.activity
+    state.on_event(EngineBack("the Docker Engine answers again (after 3.0 s): restoring the stack"))
+    assert state.live.last_error == ""  # the engine is back: not reading the state is no longer news
     state.on_event(Restoring("the notebook container stopped: starting it again"))
     state.on_event(Restored("restored p-notebook in 2.0 s: Sifu and Jupyter answer through the proxy again"))
     assert "restored p-notebook" in state.live.recovery and state.live.activity == ""
