@@ -24,25 +24,40 @@ DOCKERD_LOG = "/var/log/devstack-dockerd.log"  # where scripts/setup sends docke
 PIDFILE = Path("/var/run/docker.pid")
 
 
+def _inherited_lock() -> int | None:
+    """A descriptor of ENGINE_LOCK this process inherited (the run was started as `flock -s LOCK pytest`)."""
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == ENGINE_LOCK:
+                return int(fd.name)
+    return None
+
+
 @contextlib.contextmanager
 def exclusive_engine(timeout: float = 900) -> Iterator[None]:
-    """The engine to ourselves: no other run is in the middle of using it. Polled, so a run that holds
-    the lock shared for long is a clear failure, not a hang."""
-    with open(ENGINE_LOCK, "a") as lock:
-        deadline = time.monotonic() + timeout
+    """The engine to ourselves: no other run is in the middle of using it. A run started under
+    `flock -s` holds the lock shared already: that very lock is converted to exclusive and back (a
+    second, exclusive lock of our own would wait for ourselves). Polled, so a run that holds the lock
+    shared for long is a clear failure, not a hang."""
+    inherited = _inherited_lock()
+    fd = inherited if inherited is not None else os.open(ENGINE_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + timeout
+    try:
         while True:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"could not lock {ENGINE_LOCK} for {timeout:.0f}s: another run holds it "
-                                         "(a run of this test under `flock -s` waits for itself)") from None
+                    raise AssertionError(f"could not lock {ENGINE_LOCK} for {timeout:.0f}s: another run holds it")
                 time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
+    finally:
+        if inherited is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # as the run was started
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def _as_root(argv: list[str]) -> list[str]:
