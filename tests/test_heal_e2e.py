@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 from helpers import login
+from seed import DEBIAN_TAG as SEED_IMAGE
 
 pytestmark = pytest.mark.engine
 
@@ -22,25 +23,38 @@ def answers(project) -> None:
     assert login(project.sifu_url).get(f"{project.jupyter_url}/api/status").status_code == 200
 
 
+def ip_of(docker_client, name: str, network: str) -> str:
+    return docker_client.containers.get(name).attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
 def state(docker_client, name: str) -> str:
     return docker_client.containers.get(name).status
 
 
 def test_killed_containers_are_restored_until_a_crash_loop_is_given_up_then_a_change_repairs_it(project, docker_client):
     notebook, proxy = f"{project.name}-notebook", f"{project.name}-proxy"
+    squatter = None
     up = project.start("up")
     try:
         up.wait_for_line("watching ", timeout=300)
         # The notebook killed, as the OOM killer or a `docker kill` does: started again, upstream rewritten.
+        # Another container takes its address meanwhile (the engine hands out the lowest free one), so
+        # that it comes back on a new IP, as after a daemon restart.
+        network = docker_client.networks.get(f"{project.name}_default")
+        old_ip = ip_of(docker_client, notebook, network.name)
+        squatter = docker_client.containers.run(SEED_IMAGE, ["sleep", "300"], detach=True,
+                                                name=f"{project.name}-squatter")
         mark = up.mark()
         docker_client.containers.get(notebook).kill()
+        network.connect(squatter)
         restoring = up.wait_for_line("starting it again", after=mark, timeout=RESTORED_WITHIN_SECONDS)
         assert f"{notebook} (exited (137))" in restoring
         up.wait_for_line(f"restored {notebook} in ", after=mark, timeout=RESTORED_WITHIN_SECONDS)
         answers(project)
+        new_ip = ip_of(docker_client, notebook, network.name)
+        assert new_ip != old_ip, "the notebook came back on its old address: this test proves nothing"
         served = (project.dir / ".devstack" / "proxy" / "current" / "conf.d" / "upstreams.conf").read_text()
-        ip = next(iter(docker_client.containers.get(notebook).attrs["NetworkSettings"]["Networks"].values()))
-        assert f"server {ip['IPAddress']}:3335" in served
+        assert f"server {new_ip}:3335" in served and old_ip not in served
         status = json.loads(project.run("status", "--json").stdout)
         assert f"restored {notebook}" in status["recovery"]
 
@@ -73,6 +87,8 @@ def test_killed_containers_are_restored_until_a_crash_loop_is_given_up_then_a_ch
         answers(project)
     finally:
         code = up.stop()
+        if squatter is not None:
+            squatter.remove(force=True)
     assert code == 0, up.output()
 
 
@@ -94,8 +110,7 @@ def test_a_daemon_restart_is_survived_and_the_stack_restored(project, docker_cli
                          timeout=RESTORED_WITHIN_SECONDS)
         answers(project)
         served = (project.dir / ".devstack" / "proxy" / "current" / "conf.d" / "upstreams.conf").read_text()
-        ip = next(iter(docker_client.containers.get(f"{project.name}-notebook").attrs["NetworkSettings"]["Networks"]
-                       .values()))["IPAddress"]
+        ip = ip_of(docker_client, f"{project.name}-notebook", f"{project.name}_default")
         assert f"server {ip}:3335" in served
         assert up.process.poll() is None
     finally:
