@@ -195,7 +195,7 @@ class ChangeLoop:
         elif isinstance(item, RestoreStack):
             due = self.clock() + item.delay
             if self._restore is None or due < self._restore[0]:
-                self._restore = (due, item.reason)
+                self._restore = (due, item.reason or (self._restore[1] if self._restore else ""))
 
     def _restore_wait(self) -> float | None:
         if self._restore is None:
@@ -338,7 +338,7 @@ class ChangeLoop:
 
     # -- restoring what stopped ----------------------------------------------------
 
-    def restore(self, reason: str) -> None:
+    def restore(self, reason: str = "") -> None:
         """Start again the stack's containers that stopped without devstack stopping them (each at most
         MAX_RESTORES times within the window), then wait until the stack answers through the proxy.
         Nothing when everything runs (devstack's own recreate was what died), or when a container is
@@ -349,7 +349,7 @@ class ChangeLoop:
         except EngineUnavailable:
             return  # the event stream reconnects and asks again once the engine answers
         except DevstackError as exc:
-            self._fail(f"{reason}, and devstack cannot tell what of the stack runs: {exc}")
+            self._fail(f"{reason or 'a container of the stack stopped'}, and devstack cannot tell what of it runs: {exc}")
             return
         if missing or not stopped:
             for service in self.crash_loop.given_up - {c.service for c in stopped} - set(missing):
@@ -368,7 +368,8 @@ class ChangeLoop:
         started = self.clock()
         shown = ", ".join(f"{c.name} ({c.status})" for c in allowed)
         counts = ", ".join(f"{self.crash_loop.count(c.service) + 1} of {MAX_RESTORES}" for c in allowed)
-        self._say(Restoring(f"{reason}: {shown} stopped without devstack stopping it: starting it again, "
+        it = "it" if len(allowed) == 1 else "them"
+        self._say(Restoring(f"{reason + ': ' if reason else ''}{shown} stopped without devstack stopping {it}: starting {it} again, "
                             f"as EB's agent would (restore {counts} within {RESTORE_WINDOW_SECONDS:.0f} s)"))
         try:
             stack.restore(allowed)

@@ -33,9 +33,10 @@ RECONNECT_MAX_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class RestoreStack:
-    """Asked of the change loop: start again what of the stack stopped, `delay` seconds from now."""
+    """Asked of the change loop: start again what of the stack stopped, `delay` seconds from now.
+    `reason`: what stopped it, when the containers' state does not say (the daemon restarted)."""
 
-    reason: str
+    reason: str = ""
     delay: float = RESTORE_DELAY_SECONDS
 
 
@@ -43,7 +44,7 @@ def restore_request(event: EngineEvent, services: tuple[str, ...]) -> RestoreSta
     """The engine's event that asks for a restore: one of the stack's own containers died (devstack's
     own stops and recreates die too; the restore then finds everything running and does nothing)."""
     if event.kind == "container" and event.action == "die" and event.service in services:
-        return RestoreStack(f"the {event.service} container stopped")
+        return RestoreStack()
     return None
 
 

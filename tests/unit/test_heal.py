@@ -59,8 +59,7 @@ def test_the_reconnect_backs_off_to_a_bound():
 
 def test_only_the_stacks_own_containers_dying_ask_for_a_restore():
     services = ("notebook", "proxy")
-    assert restore_request(EngineEvent("container", "die", "p-proxy", "proxy"), services) == RestoreStack(
-        "the proxy container stopped")
+    assert restore_request(EngineEvent("container", "die", "p-proxy", "proxy"), services) == RestoreStack()
     assert restore_request(EngineEvent("container", "die", "x", "proxy-check"), services) is None  # nginx -t's
     assert restore_request(EngineEvent("container", "start", "p-proxy", "proxy"), services) is None
 
@@ -102,7 +101,7 @@ def kill(memory, name, new_ip=None):
 
 
 def restore_now(loop, clock):
-    loop.inbox.put(RestoreStack("the container stopped", delay=0.0))
+    loop.inbox.put(RestoreStack(delay=0.0))
     drain(loop, clock)
 
 
@@ -251,3 +250,17 @@ def test_the_view_says_what_keeping_the_stack_up_did():
     assert "restored p-notebook" in state.live.recovery and state.live.activity == ""
     state.on_event(RestoreFailed("p-proxy stopped again: devstack stopped restoring it", tail=("proxy | why",)))
     assert "stopped restoring" in state.live.recovery and "proxy | why" in state.live.last_error
+
+
+def test_after_a_daemon_restart_both_containers_are_restored_notebook_first(layout):
+    loop, memory, events, clock = make_loop(layout)
+    kill(memory, "proj-notebook")
+    kill(memory, "proj-proxy")
+    loop.inbox.put(RestoreStack("the Docker Engine restarted", delay=0.0))
+    drain(loop, clock)
+    starts = [op for op in memory.ops if op.startswith("start ")]
+    assert starts == ["start proj-notebook", "start proj-proxy"]
+    restoring = next(e.message for e in events if isinstance(e, Restoring))
+    assert restoring.startswith("the Docker Engine restarted: proj-notebook (exited (137)), proj-proxy (exited (137))")
+    assert "stopped without devstack stopping them: starting them again" in restoring
+    assert any(isinstance(e, Restored) and "restored proj-notebook, proj-proxy in" in e.message for e in events)
