@@ -99,11 +99,11 @@ def test_a_daemon_restart_is_survived_and_the_stack_restored(project, docker_cli
     try:
         up.wait_for_line("watching ", timeout=300)
         mark = up.mark()
-        try:
-            with exclusive_engine():
+        with exclusive_engine():  # no other run is using the engine meanwhile
+            try:
                 restart_dockerd()
-        finally:
-            ensure_engine_runs()  # never leave the engine down for the rest of the suite
+            finally:
+                ensure_engine_runs()  # never leave the engine down, whatever happened
         up.wait_for_line("lost the Docker Engine's event stream", after=mark, timeout=RESTORED_WITHIN_SECONDS)
         up.wait_for_line("the Docker Engine answers again", after=mark, timeout=RESTORED_WITHIN_SECONDS)
         up.wait_for_line(f"restored {project.name}-notebook, {project.name}-proxy in ", after=mark,
