@@ -14,7 +14,9 @@ applied (from an `.env` save until the stack answered again: the rebuild gap tha
 issue's staging flip is for) or otherwise, that is on proxy reloads (goal 0); the longest gap per
 recreate; the devstack process's memory (VmRSS) at the start, after the first minute, at the end and
 its peak (goal: flat after the first minute); and what is left at the end: proxy generations in
-`.devstack/proxy/`, the project's containers, and images devstack built that no tag names.
+`.devstack/proxy/`, the project's containers, whether its image tags still name the images they
+named (the soak builds nothing), and untagged images devstack built that appeared meanwhile (on the
+whole engine: another run's count too).
 
     .venv/bin/python bench/soak.py [--minutes 10] [--plain]
 """
@@ -69,7 +71,14 @@ def health(port: int) -> tuple[bool, str]:
         connection.close()
 
 
+def tagged_images(project) -> dict[str, str]:  # noqa: ANN001 - BenchProject
+    """The image each of the project's tags names (the soak builds nothing: they must stay)."""
+    tags = [project.settings["BASE_IMAGE_TAG"], project.settings["NOTEBOOK_IMAGE_TAG"]]
+    return {tag: docker("image", "inspect", "--format", "{{.Id}}", tag, check=False).strip() for tag in tags}
+
+
 def untagged_devstack_images() -> set[str]:
+    """Untagged images devstack built, any project's: the engine is shared, so another run's count too."""
     out = docker("images", "--filter", "label=devstack.image", "--filter", "dangling=true", "-q", "--no-trunc")
     return set(out.split())
 
@@ -89,6 +98,7 @@ def main() -> None:
     sources = [templates / "sites-enabled" / name for name in ("sifu.conf.j2", "jupyter.conf.j2")]
     project.run("up", "-d")  # built and created once, before the clock starts
     images_before = untagged_devstack_images()
+    tags_before = tagged_images(project)
     argv = [sys.executable, "-m", "devstack", "up"]
     if args.plain:
         process = subprocess.Popen(argv, cwd=project.dir, env=project.cli_env(), stdout=subprocess.PIPE,
@@ -146,6 +156,7 @@ def main() -> None:
         generations = sorted(p.name for p in (project.dir / ".devstack" / "proxy").glob("gen-*"))
         containers = docker("ps", "-a", "--filter", f"label=devstack.project={project.name}", "-q").split()
         images_left = untagged_devstack_images() - images_before
+        tags_kept = tagged_images(project) == tags_before
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
         project.down()
@@ -189,7 +200,8 @@ def main() -> None:
                           "end": round(memory[-1][1], 1), "peak": round(max(mb for _, mb in memory), 1)},
                "rss_growth_after_first_minute_mb": round(memory[-1][1] - after_first_minute, 1),
                "left_at_end": {"proxy_generations": generations, "project_containers": len(containers),
-                               "untagged_devstack_images_new": len(images_left)},
+                               "project_images_unchanged": tags_kept,
+                               "untagged_devstack_images_new_on_the_engine": len(images_left)},
                "goal": "0 failed requests on proxy reloads; RSS flat after the first minute",
                "median_gap_s": round(median(gaps), 3),
            },
