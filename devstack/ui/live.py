@@ -3,8 +3,9 @@
 Four threads feed one queue (`inbox`) that only the main thread reads (and a signal handler may
 put a `StopRequested` on it: a SimpleQueue, whose put is reentrant):
 - the change loop (watch.changes.ChangeLoop) sends the core's events: what changed, builds, reloads,
-  errors;
-- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
+  errors, restores of stopped containers;
+- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled, and
+  asked for again when it ends (watch.heal: a daemon restart);
 - the containers' log streams (TTY only: the view shows the latest lines);
 - watchdog's observer feeds the change loop, never this queue.
 The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
