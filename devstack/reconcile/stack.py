@@ -175,6 +175,11 @@ class Stack:
                 if notebook is not None and notebook.running:
                     self.reload_proxy()
 
+    def release(self) -> None:
+        """What this stack keeps open besides its engine connection (a stack made anew takes over)."""
+        if self._applier is not None:
+            self._applier.proxy.close()
+
     def cancel_builds(self) -> None:
         """End the builds in flight (devstack is ending); nothing when no engine was connected."""
         if self._engine is not None:

@@ -186,7 +186,8 @@ def run_live(
     stack.notify = inbox.put
 
     def make_stack(settings: Settings) -> Stack:
-        return Stack(settings, notify=inbox.put, redactor=stack.redact)
+        # A saved .env makes the stack anew; they all share the first one's engine connection.
+        return Stack(settings, notify=inbox.put, redactor=stack.redact, connect=stack.engine)
 
     changes = ChangeLoop(stack, inbox.put, reload_settings or (lambda: stack.settings), make_stack,
                          stop, watcher=watcher)

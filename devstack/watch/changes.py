@@ -291,6 +291,7 @@ class ChangeLoop:
         fresh = self.make_stack(settings)
         check_environment(fresh)  # a value the container could not start with, before it is recreated
         check_ports(fresh)
+        self.stack.release()  # the shell it kept open in the sidecar
         self.stack = fresh
         self.targets = self._targets()
         if self.watcher is not None:
