@@ -12,19 +12,14 @@ children's CPU included). CPU time is read from /proc/<pid>/stat (user + system,
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
-import pty
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from pathlib import Path
 
 from _common import make_project, median, report
+from helpers import OnTerminal  # the tests' harness; _common put tests/ on the path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -33,38 +28,6 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
     return (utime + stime + ((cutime + cstime) if children else 0)) / TICKS
-
-
-class OnTerminal:
-    """A process whose stdout is a pseudo-terminal (160x50), its output drained and kept."""
-
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], preexec_fn=None):  # noqa: ANN001
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
-        self.process = subprocess.Popen(argv, cwd=cwd, env={**env, "TERM": "xterm-256color"},
-                                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                        preexec_fn=preexec_fn)
-        os.close(slave)
-        self.master = master
-        self.output = bytearray()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.output += data
-
-    def wait_for(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise SystemExit(f"no {text!r} on the terminal:\n{self.output[-3000:].decode(errors='replace')}")
-            time.sleep(0.2)
 
 
 def main() -> None:

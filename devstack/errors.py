@@ -38,6 +38,10 @@ class BuildError(DevstackError):
         self.tail = tail or []
 
 
+class BuildCancelled(DevstackError):
+    """A build was cancelled because devstack is ending (Ctrl-C, SIGTERM, SIGHUP)."""
+
+
 class NotReady(DevstackError):
     """A readiness probe timed out; names the hop, the URL and the container's last log lines."""
 

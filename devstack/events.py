@@ -118,10 +118,33 @@ class EngineEvent:
 
 
 @dataclass(frozen=True)
-class EventStreamBroken:
-    """The engine's event stream ended with an error (the view says so; watching goes on)."""
+class EngineLost(Warned):
+    """The engine's event stream ended (the daemon restarted, say): devstack reconnects with backoff."""
 
-    error: str
+
+@dataclass(frozen=True)
+class EngineBack(Info):
+    """The engine answers again after `EngineLost`; what stopped meanwhile is restored next."""
+
+    down_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Restoring(Activity):
+    """A container of the stack stopped without devstack stopping it: it is being started again."""
+
+
+@dataclass(frozen=True)
+class Restored(Event):
+    """The containers that had stopped run again and the stack answers through the proxy."""
+
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RestoreFailed(ChangeFailed):
+    """A stopped container could not be restored, or it crash-loops and devstack stopped trying;
+    `tail`: its last log lines."""
 
 
 Notify = Callable[[Event], None]

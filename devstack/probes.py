@@ -77,15 +77,20 @@ def stack_probes(spec: StackSpec, sifu_secret: str, jupyter_token: str) -> list[
     ]
 
 
-def list_kernels(spec: StackSpec, sifu_secret: str, jupyter_token: str, timeout: float = 3.0) -> list[dict]:
-    """Jupyter's running kernels (id, execution_state, ...), asked through the proxy as a user would."""
-    url = spec.urls(spec.probe_host)["jupyter"] + "api/kernels"
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
-        response = client.get(url, cookies={COOKIE_NAME: sign_cookie(sifu_secret)},
-                              headers={"Authorization": f"token {jupyter_token}"})
-    if response.status_code != 200:
+def list_kernels(url: str, sifu_secret: str, jupyter_token: str, host: str = "", timeout: float = 3.0) -> list[dict]:
+    """Jupyter's running kernels (id, execution_state, ...) from its API at `url` (…/api/kernels), with
+    the cookie and token a user's browser holds; `host`: the Host header to send (Jupyter answers only
+    the stack's names). Any failure to get the list is a NotReady naming the URL."""
+    headers = {"Authorization": f"token {jupyter_token}", **({"Host": host} if host else {})}
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS,
+                          cookies={COOKIE_NAME: sign_cookie(sifu_secret)}) as client:
+            response = client.get(url, headers=headers)
+            kernels = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise NotReady(f"Jupyter's kernel list at {url}: {type(exc).__name__}: {exc}") from None
+    if kernels is None:
         raise NotReady(f"Jupyter's kernel list at {url} answered {response.status_code}")
-    kernels = response.json()
     return kernels if isinstance(kernels, list) else []
 
 
@@ -115,8 +120,10 @@ def wait_until_ready(
     still_alive: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> list[ProbeResult]:
-    """Poll until every probe passes. `still_alive` raises if a container died (no point waiting)."""
+    """Poll until every probe passes. `still_alive` raises if a container died (no point waiting);
+    `stopped` true (devstack is ending) ends the wait with NotReady."""
     deadline = clock() + timeout
     next_alive_check = clock() + ALIVE_CHECK_SECONDS
     with httpx.Client(timeout=3.0, follow_redirects=False, trust_env=False, headers=PROBE_HEADERS) as client:
@@ -128,6 +135,8 @@ def wait_until_ready(
             if clock() >= next_alive_check:
                 still_alive()
                 next_alive_check = clock() + ALIVE_CHECK_SECONDS
+            if stopped():
+                raise NotReady(f"stopped waiting for {failing.probe.hop}: devstack is ending")
             if clock() >= deadline:
                 raise NotReady(f"not ready after {timeout:.0f}s: {failing.probe.hop} at {failing.probe.url} "
                                f"{failing.detail}")

@@ -58,13 +58,14 @@ class StackStatus:
 class LiveFacts:
     """What a watching devstack knows and the engine does not: what is happening now, the last error,
     the timeline of the last applied change (label, milliseconds since saved), the folders watched
-    (empty: nobody watches)."""
+    (empty: nobody watches), and what it last did to keep the stack up."""
 
     activity: str = ""
     build: BuildProgress | None = None
     last_error: str = ""
     timeline: tuple[tuple[str, float], ...] = ()
     watching: tuple[str, ...] = ()
+    recovery: str = ""  # what keeping the stack up did last: a container restored, the engine lost or back
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": os.getpid(), **asdict(self)}
@@ -78,6 +79,7 @@ class LiveFacts:
             last_error=str(data.get("last_error") or ""),
             timeline=tuple((str(label), float(ms)) for label, ms in data.get("timeline") or ()),
             watching=tuple(str(folder) for folder in data.get("watching") or ()),
+            recovery=str(data.get("recovery") or ""),
         )
 
 

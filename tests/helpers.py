@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
+import subprocess
+import termios
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import websocket
@@ -142,3 +150,43 @@ class Background:
                 self.process.wait()
         self._reader.join(timeout=5)
         return self.process.returncode
+
+
+class OnTerminal:
+    """A process whose stdout is a pseudo-terminal (160x50), its output drained and kept."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], preexec_fn=None):  # noqa: ANN001
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        self.process = subprocess.Popen(argv, cwd=cwd, env={**env, "TERM": "xterm-256color"},
+                                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                        preexec_fn=preexec_fn)
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()  # everything drawn, escape codes included
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.output += data
+
+    def text(self) -> str:
+        return bytes(self.output).decode(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 300, after: int = 0) -> None:
+        """Until `text` is on the terminal (in what came after byte `after`: see `mark`)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output[after:]:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"no {text!r} on the terminal:\n{self.text()[-3000:]}")
+            time.sleep(0.2)
+
+    def mark(self) -> int:
+        """Where the output is now: `wait_for(..., after=mark)` only looks at what comes next."""
+        return len(self.output)

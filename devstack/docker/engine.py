@@ -12,14 +12,16 @@ import os
 import re
 import select
 import signal as signals
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from ..errors import BuildError, ConflictError, EngineError, EngineUnavailable
+from ..errors import BuildCancelled, BuildError, ConflictError, EngineError, EngineUnavailable
 from ..events import EngineEvent
 from ..spec import LABEL_PROJECT, LABEL_SERVICE, MountSpec, ServiceSpec, VolumeMount
 
@@ -161,6 +163,9 @@ class Engine:
     def __init__(self, client: Any):
         self._client = client
         self._api = client.api
+        self._builds: set[socket.socket] = set()  # the sockets of the builds in flight
+        self._builds_lock = threading.Lock()
+        self._cancelled = False
 
     @classmethod
     def connect(cls, timeout: int = 120) -> Engine:
@@ -233,22 +238,53 @@ class Engine:
         step and the last lines of its output. `network`: the network its RUN
         steps join (their names resolve there), "" for the engine's default.
         """
+        sock = None
         try:
             stream = self._api.build(
                 fileobj=context, custom_context=True, tag=tag, buildargs=build_args, labels=labels,
                 nocache=no_cache, rm=True, forcerm=True, pull=False, decode=True, network_mode=network or None,
             )
+            sock = self._track_build(stream)
             image_id, instruction, tail = _follow_build(stream, tag, on_event)
         except BuildError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated below
+            if self._cancelled:
+                raise BuildCancelled(f"building {tag} was cancelled") from None
             raise translate(exc, f"image {tag}") from None
+        finally:
+            if sock is not None:
+                with self._builds_lock:
+                    self._builds.discard(sock)
         if not image_id:
             found = self.image(tag)
             if found is None:
                 raise BuildError(f"building {tag} produced no image", step=instruction, tail=tail[-20:])
             image_id = found.id
         return image_id
+
+    def _track_build(self, stream: Any) -> socket.socket | None:
+        sock = _stream_socket(stream)
+        if sock is not None:
+            with self._builds_lock:
+                if self._cancelled:
+                    sock.shutdown(socket.SHUT_RDWR)
+                self._builds.add(sock)
+        return sock
+
+    def cancel_builds(self) -> int:
+        """End the builds in flight, from any thread: their connection is shut down, and the engine
+        cancels a build whose client went away (the classic builder kills the step's container).
+        Builds started afterwards on this engine are cancelled at once. Returns how many were running."""
+        with self._builds_lock:
+            self._cancelled = True
+            builds = list(self._builds)
+        for sock in builds:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading the build's output
+            except OSError:
+                pass
+        return len(builds)
 
     def pull(self, ref: str) -> None:
         _guard(self._client.images.pull, ref, what=f"image {ref}")
@@ -422,10 +458,13 @@ class Engine:
     def _exec_exit_code(self, exec_id: str) -> int:
         return _exec_exit_code(self._api, exec_id)
 
-    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
-        """A container's log as text lines: the engine's chunks may hold several lines, or part of one."""
+    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False,
+                  since: datetime | None = None) -> Iterator[str]:
+        """A container's log as text lines: the engine's chunks may hold several lines, or part of one.
+        `since`: only lines logged from then on."""
         chunks = _guard(self._api.logs, container_id, stream=True, follow=follow, tail=tail,
-                             what=f"container {container_id[:12]}")
+                        since=since.timestamp() if since is not None else None,  # the SDK rounds a datetime to seconds
+                        what=f"container {container_id[:12]}")
         buffer = b""
         try:
             for chunk in chunks:
@@ -557,6 +596,20 @@ def _follow_build(stream: Iterator[dict[str, Any]], tag: str, on_event: Callable
             if on_event:
                 on_event(BuildEvent(step, total, instruction, line))
     return image_id, instruction, tail
+
+
+def _stream_socket(stream: Any) -> socket.socket | None:
+    """The socket under a streamed response. docker-py hands back only a generator; the response it
+    reads from is that generator's argument (docker.api.client.APIClient._stream_helper), and on a
+    unix or tcp connection the socket is the one `_get_raw_response_socket` reads. None when the SDK
+    is shaped otherwise: the build then runs to its end, not cancelled."""
+    try:
+        response = stream.gi_frame.f_locals["response"]
+        raw = response.raw._fp.fp.raw
+        sock = getattr(raw, "_sock", raw)
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _short(exc: Exception) -> str:

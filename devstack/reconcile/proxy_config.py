@@ -85,6 +85,12 @@ class ProxyLoader:
     def _explain(self, output: str, generation: str, rendered: RenderedProxy) -> str:
         return explain_nginx_error(output, generation, rendered, self.spec.proxy.flavor.conf_dir)
 
+    def close(self) -> None:
+        """End the shell kept open in the sidecar (its `sh` ends with its input)."""
+        if self._shell is not None:
+            self._shell[1].close()
+            self._shell = None
+
     def _in_proxy(self, proxy: ContainerInfo, argv: list[str]) -> tuple[int, str]:
         """Run a command in the sidecar through a shell kept open there (watching reloads often);
         a plain exec when that shell cannot be had."""

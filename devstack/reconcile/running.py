@@ -7,6 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..docker.engine import ContainerInfo, now
@@ -14,8 +15,9 @@ from ..errors import DevstackError, EngineError, NotReady
 from ..events import Acted, EngineEvent
 from ..probes import ProbeResult, check_once, list_kernels, stack_probes
 from ..state import load_secrets
+from ..hosts import url_host
 from .database import accepts_connections
-from .plan import owned
+from .plan import notebook_address, owned
 from ..snapshot import ServiceStatus, StackStatus, is_probe_line
 
 if TYPE_CHECKING:
@@ -148,10 +150,12 @@ class Running:
                           if line.strip()]
         return collected
 
-    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False) -> Iterator[str]:
-        """One container's log lines, redacted."""
+    def log_lines(self, container_id: str, tail: int | str = "all", follow: bool = False,
+                  since: datetime | None = None) -> Iterator[str]:
+        """One container's log lines (`since`: from then on), redacted."""
         redact = self._stack.redact
-        return (redact(line) for line in self._stack.engine().log_lines(container_id, tail=tail, follow=follow))
+        return (redact(line) for line in self._stack.engine().log_lines(container_id, tail=tail, follow=follow,
+                                                                         since=since))
 
     def stream_logs(self, service: str | None, tail: int | str, follow: bool) -> Iterator[str]:
         """The logs of the stack's containers (one service, or all) as `service | line`, redacted,
@@ -219,12 +223,49 @@ class Running:
                                  "notebook"))
 
     def busy_kernels(self) -> list[str]:
-        """IDs of the Jupyter kernels busy executing, asked through the proxy with the cookie and token."""
+        """IDs of the Jupyter kernels busy executing. Asked of Jupyter itself at the notebook container's
+        address first (the proxy may be what is being repaired), then through the proxy (where the host
+        cannot reach a container's address, Docker Desktop's VM say). A DevstackError when neither answers."""
         secrets = load_secrets(self._stack.settings)
         if secrets is None:
             return []
-        kernels = list_kernels(self._spec, secrets.sifu_secret, secrets.jupyter_token)
-        return [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
+        spec = self._spec
+        failures = []
+        for url, host in self._kernel_list_urls():
+            try:
+                kernels = list_kernels(url, secrets.sifu_secret, secrets.jupyter_token, host=host)
+            except NotReady as exc:
+                failures.append(str(exc))
+                continue
+            return [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
+        raise NotReady(f"no answer from Jupyter in {spec.service('notebook').container_name}: " + "; ".join(failures))
+
+    def _kernel_list_urls(self) -> list[tuple[str, str]]:
+        """Where Jupyter's kernel list is asked: (URL, Host header), directly, then through the proxy."""
+        spec = self._spec
+        urls = []
+        found = self.container("notebook")
+        address = notebook_address(spec, found)
+        if address:
+            # Jupyter answers only the stack's names (DNS rebinding): the Host is the public one.
+            urls.append((f"http://{url_host(address)}:{spec.network.jupyter.process_port}/api/kernels",
+                         url_host(spec.public_host)))
+        urls.append((spec.urls(spec.probe_host)["jupyter"] + "api/kernels", ""))
+        return urls
+
+    # -- restoring -------------------------------------------------------------------
+
+    def stopped(self) -> tuple[list[ContainerInfo], list[str]]:
+        """The stack's containers that exist but do not run (in the spec's order), and the names of
+        the services that have no container at all."""
+        stopped, missing = [], []
+        for service in self._spec.services:
+            found = self.container(service.name)
+            if found is None:
+                missing.append(service.name)
+            elif not found.running:
+                stopped.append(found)
+        return stopped, missing
 
 
 def _short(image_id: str) -> str:

@@ -3,11 +3,12 @@ plan is empty; and stop or remove what it made."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..docker.engine import Engine
+from ..docker.engine import ContainerInfo, Engine
 from ..errors import ConflictError, DevstackError, EngineError, NotReady
 from ..events import Acted, Info, Notify, Ready, Warned, ignore
 from ..lock import DEFAULT_WAIT_SECONDS, Holder, project_lock, waiting_line
@@ -156,6 +157,34 @@ class Stack:
         current address if it differs from what is served. Returns whether it did."""
         return self.applier().load_proxy_config()
 
+    def restore(self, containers: list[ContainerInfo]) -> None:
+        """Start again containers of the stack that stopped without devstack stopping them (killed,
+        crashed, or stopped by a daemon restart), as EB's agent restarts a dead container: each as it
+        is, not recreated (what it runs is what ran). The notebook first, then the proxy's configuration
+        for the notebook's address (it may have a new IP), then the proxy, so that nginx never starts
+        on a stale upstream."""
+        applier = self.applier()
+        by_service = {container.service: container for container in containers}
+        for service in self.spec.services:
+            found = by_service.get(service.name)
+            if found is not None:
+                applier.apply(Step(Verb.START, service.name, f"{found.name} is {found.status}",
+                                   container_id=found.id))
+            if service.name == "notebook":
+                notebook = self.running.container("notebook")
+                if notebook is not None and notebook.running:
+                    self.reload_proxy()
+
+    def release(self) -> None:
+        """What this stack keeps open besides its engine connection (a stack made anew takes over)."""
+        if self._applier is not None:
+            self._applier.proxy.close()
+
+    def cancel_builds(self) -> None:
+        """End the builds in flight (devstack is ending); nothing when no engine was connected."""
+        if self._engine is not None:
+            self._engine.cancel_builds()
+
     def report_lint(self) -> list[Finding]:
         return preflight.report_lint(self)
 
@@ -193,24 +222,42 @@ class Stack:
     def build(self, images: set[str], no_cache: bool = False) -> None:
         self.converge(force=frozenset(images), no_cache=no_cache, images_only=True)
 
-    def wait_ready(self, timeout: float) -> list[ProbeResult]:
+    def wait_ready(self, timeout: float, stop: threading.Event | None = None) -> list[ProbeResult]:
+        """Wait until the stack answers through the proxy; `stop` set cuts the wait short (NotReady)."""
         secrets = ensure_secrets(self.settings)
         probes = stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token)
         try:
-            results = wait_until_ready(probes, timeout, still_alive=self.running.check_alive)
+            results = wait_until_ready(probes, timeout, still_alive=self.running.check_alive,
+                                       stopped=stop.is_set if stop is not None else lambda: False)
         except NotReady as exc:
             raise NotReady(self.redact(str(exc)), logs=exc.logs or self.running.last_logs()) from None
         self.notify(Ready("ready: Sifu and Jupyter answer through the proxy"))
         return results
 
     def stop(self) -> None:
-        """Stop the project's containers, keep them (compose's Ctrl-C)."""
+        """Stop the project's containers, keep them (compose's Ctrl-C). They are stopped side by side:
+        what a Ctrl-C waits for is then the slowest container's stop, not the sum of them."""
         with self.exclusive():
             engine = self.engine()
-            for container in engine.containers(self.spec.project):
-                if container.running:
+            running = [container for container in engine.containers(self.spec.project) if container.running]
+            errors: list[DevstackError] = []
+
+            def stop_one(container: ContainerInfo) -> None:
+                try:
                     engine.stop(container.id, container.name)
-                    self.notify(Acted(f"stop {container.name}", container.service))
+                except DevstackError as exc:
+                    errors.append(exc)
+                    return
+                self.notify(Acted(f"stop {container.name}", container.service))
+
+            threads = [threading.Thread(target=stop_one, args=(c,), name=f"devstack-stop-{c.service}")
+                       for c in running]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
 
     def down(self, remove_images: bool = False, remove_volumes: bool = False) -> None:
         """Remove the project's containers and network, found by label; nothing else. The database's

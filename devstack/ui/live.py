@@ -3,8 +3,9 @@
 Four threads feed one queue (`inbox`) that only the main thread reads (and a signal handler may
 put a `StopRequested` on it: a SimpleQueue, whose put is reentrant):
 - the change loop (watch.changes.ChangeLoop) sends the core's events: what changed, builds, reloads,
-  errors;
-- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled;
+  errors, restores of stopped containers;
+- the engine's event stream (containers starting, dying, turning healthy), pushed, not polled, and
+  asked for again when it ends (watch.heal: a daemon restart);
 - the containers' log streams (TTY only: the view shows the latest lines);
 - watchdog's observer feeds the change loop, never this queue.
 The main thread folds events into `LiveState` (pure) and redraws the snapshot at most
@@ -21,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -31,11 +32,15 @@ from ..events import (
     BuildOutput,
     ChangeApplied,
     ChangeFailed,
+    EngineBack,
     EngineEvent,
+    EngineLost,
     Event,
-    EventStreamBroken,
     ImageBuilt,
     Ready,
+    Restored,
+    RestoreFailed,
+    Restoring,
     Watching,
 )
 from ..reconcile import Stack
@@ -43,15 +48,23 @@ from ..settings import Settings
 from ..snapshot import LOG_LINES, BuildProgress, LiveFacts, StackStatus, clear_live_facts, is_probe_line, save_live_facts
 from ..watch.changes import ChangeLoop, RefreshProxy
 from ..watch.files import FileWatcher
+from ..watch.heal import RestoreStack, follow_engine_events, restore_request
 from ..watch.removal import RemovalCheck
 from .view import event_line, render_status
+
+if TYPE_CHECKING:
+    from ..docker.engine import ContainerInfo
 
 # Uptimes and probes are refreshed this often when nothing happens (the engine pushes the rest).
 TICK_SECONDS = 10.0
 # A build prints many lines a second: the screen is redrawn at most this often.
 MIN_REDRAW_SECONDS = 0.25
-# On Ctrl-C, how long to let a change being applied finish its current step before stopping.
+# On Ctrl-C, how long to let a change being applied finish its current step before stopping (a build
+# is cancelled and a wait for the stack cut short at once: what is left is a create or a start).
 STOP_GRACE_SECONDS = 10.0
+
+
+_RECOVERY = (Restoring, Restored, RestoreFailed, EngineLost, EngineBack)
 
 
 @dataclass
@@ -60,27 +73,34 @@ class LiveState:
 
     live: LiveFacts = field(default_factory=LiveFacts)
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    read_error: str = ""  # the last error reading the stack's state (the engine gone): cleared once it is back
 
     def on_event(self, event: Event) -> bool:
         """Fold one of the core's events in; returns whether what is shown changed."""
         before = self.live
+        if isinstance(event, _RECOVERY):  # what keeping the stack up did last, with when
+            self.live = replace(self.live, recovery=f"{time.strftime('%H:%M:%S')} {event.message}")
+        if isinstance(event, (EngineBack, Restored)) and self.read_error and self.live.last_error == self.read_error:
+            self.live = replace(self.live, last_error="")
+        live = self.live
         if isinstance(event, BuildOutput):
-            self.live = replace(before, build=BuildProgress(event.target, event.step, event.total, event.instruction))
+            self.live = replace(live, build=BuildProgress(event.target, event.step, event.total, event.instruction))
         elif isinstance(event, Watching):
-            self.live = replace(before, watching=event.folders)
+            self.live = replace(live, watching=event.folders)
         elif isinstance(event, ChangeFailed):
-            self.live = replace(before, last_error=event.full_text(), activity="", build=None)
+            self.live = replace(live, last_error=event.full_text(), activity="", build=None)
         elif isinstance(event, ChangeApplied):
-            self.live = replace(before, timeline=event.timeline, activity="", build=None, last_error="")
-        elif isinstance(event, Ready):
-            self.live = replace(before, activity="", build=None)
+            self.live = replace(live, timeline=event.timeline, activity="", build=None, last_error="")
+        elif isinstance(event, (Ready, Restored)):
+            self.live = replace(live, activity="", build=None)
         elif isinstance(event, ImageBuilt):
-            self.live = replace(before, activity=event.message, build=None)
+            self.live = replace(live, activity=event.message, build=None)
         else:  # a change seen, an activity, an action, a reload, a notice: what is happening now
-            self.live = replace(before, activity=event.message)
+            self.live = replace(live, activity=event.message)
         return self.live != before
 
     def on_error(self, message: str) -> None:
+        self.read_error = message
         self.live = replace(self.live, last_error=message)
 
     def on_log(self, line: str) -> None:
@@ -93,30 +113,30 @@ class LiveState:
         return replace(snapshot, live=self.live, logs=tuple(self.logs) or snapshot.logs)
 
 
-def follow_events(stack: Stack, sink: queue.SimpleQueue[Any], stop: threading.Event) -> threading.Thread:
-    """Run the blocking event stream on its own thread; only queue what it yields."""
+LogKey = tuple[str, Any]  # a container's ID and when it started: a restart keeps the ID
 
-    def pump() -> None:
-        try:
-            for event in stack.running.events():
-                if stop.is_set():
-                    return
-                sink.put(event)
-        except Exception as exc:  # noqa: BLE001 - reported in the view, not fatal
-            sink.put(EventStreamBroken(str(exc)))
 
-    thread = threading.Thread(target=pump, name="devstack-events", daemon=True)
-    thread.start()
-    return thread
+def log_follow(previous: LogKey | None, found: ContainerInfo | None) -> tuple[LogKey, dict[str, Any]] | None:
+    """Whether to follow a service's logs anew: (what is followed then, the log call's arguments), or None.
+    A container's log stream ends when it stops, so a container that started again with the same ID
+    (`docker restart`, a restore) is followed again, from its start (its older lines were shown)."""
+    if found is None or not found.running:
+        return None
+    key = (found.id, found.started_at)
+    if key == previous:
+        return None
+    if previous is not None and previous[0] == found.id and found.started_at is not None:
+        return key, {"tail": "all", "since": found.started_at}
+    return key, {"tail": LOG_LINES}
 
 
 def follow_logs(stack: Stack, service: str, container_id: str, sink: queue.SimpleQueue[Any],
-                stop: threading.Event) -> threading.Thread:
+                stop: threading.Event, **which: Any) -> threading.Thread:
     """One container's log stream, line by line, redacted, without devstack's own probes."""
 
     def pump() -> None:
         try:
-            for line in stack.running.log_lines(container_id, tail=LOG_LINES, follow=True):
+            for line in stack.running.log_lines(container_id, follow=True, **{"tail": LOG_LINES, **which}):
                 if stop.is_set():
                     return
                 line = line.rstrip()
@@ -166,7 +186,8 @@ def run_live(
     stack.notify = inbox.put
 
     def make_stack(settings: Settings) -> Stack:
-        return Stack(settings, notify=inbox.put, redactor=stack.redact)
+        # A saved .env makes the stack anew; they all share the first one's engine connection.
+        return Stack(settings, notify=inbox.put, redactor=stack.redact, connect=stack.engine)
 
     changes = ChangeLoop(stack, inbox.put, reload_settings or (lambda: stack.settings), make_stack,
                          stop, watcher=watcher)
@@ -175,7 +196,7 @@ def run_live(
     state_dir = stack.spec.state_dir
     try:
         changes.start()
-        follow_events(stack, inbox, stop)
+        follow_engine_events(lambda: changes.stack.running.events(), inbox.put, stop)
         if console.is_terminal:
             _show_live(changes, inbox, state, stop, console, removal)
         else:
@@ -186,6 +207,7 @@ def run_live(
         stop.set()
         if watcher is not None:
             watcher.stop()
+        changes.stack.cancel_builds()  # a rebuild the watcher started ends now, not at its last step
         # A change half applied when the stack stops would race the stop: let its step finish, bounded.
         if changes.busy.acquire(timeout=STOP_GRACE_SECONDS):
             changes.busy.release()
@@ -197,6 +219,14 @@ def _on_engine_event(changes: ChangeLoop, event: EngineEvent) -> None:
     if event.service == "notebook" and event.action == "start":
         # It may be back on another IP: the change loop rewrites the upstreams (no stale-IP 502).
         changes.inbox.put(RefreshProxy("the notebook container started"))
+    request = restore_request(event, tuple(service.name for service in changes.stack.spec.services))
+    if request is not None:
+        changes.inbox.put(request)
+
+
+def _on_engine_back(changes: ChangeLoop) -> None:
+    """The daemon restarted: what it stopped meanwhile (no event said so) is restored now."""
+    changes.inbox.put(RestoreStack("the Docker Engine restarted", delay=0.0))
 
 
 def _print_lines(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
@@ -212,6 +242,8 @@ def _print_lines(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: Live
         if isinstance(item, StopRequested):
             stop.set()
         elif isinstance(item, Event):
+            if isinstance(item, EngineBack):
+                _on_engine_back(changes)
             if state.on_event(item):
                 save_live_facts(state_dir, state.facts())
             if isinstance(item, BuildOutput) and not item.is_step:
@@ -221,22 +253,24 @@ def _print_lines(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: Live
             _on_engine_event(changes, item)
             removal.on_engine_event(item)
             console.print(item.describe(), markup=False, highlight=False)
-        elif isinstance(item, EventStreamBroken):
-            console.print(f"event stream: {item.error}", markup=False, highlight=False)
         removal.check(changes, stop)
 
 
 def _show_live(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveState, stop: threading.Event,
                console: Console, removal: RemovalCheck) -> None:
-    followed: dict[str, str] = {}  # service -> container ID whose logs are followed
+    followed: dict[str, LogKey] = {}  # service -> the container (and its start) whose logs are followed
 
     def follow_current_logs() -> None:
         stack = changes.stack
-        for spec in stack.spec.services:
-            found = stack.running.container(spec.name)
-            if found is not None and found.running and followed.get(spec.name) != found.id:
-                followed[spec.name] = found.id
-                follow_logs(stack, spec.name, found.id, inbox, stop)
+        try:
+            for spec in stack.spec.services:
+                found = stack.running.container(spec.name)
+                anew = log_follow(followed.get(spec.name), found)
+                if anew is not None and found is not None:
+                    followed[spec.name] = anew[0]
+                    follow_logs(stack, spec.name, found.id, inbox, stop, **anew[1])
+        except DevstackError:
+            return  # the engine went away: its return starts the containers, and their start events follow
 
     def snapshot() -> StackStatus:
         try:
@@ -270,6 +304,8 @@ def _show_live(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveSt
                 if isinstance(item, StopRequested):
                     stop.set()
                 elif isinstance(item, Event):
+                    if isinstance(item, EngineBack):
+                        _on_engine_back(changes)
                     dirty = state.on_event(item) or dirty
                 elif isinstance(item, LogLine):
                     state.on_log(item.text)
@@ -279,9 +315,6 @@ def _show_live(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveSt
                     removal.on_engine_event(item)
                     if item.action == "start":
                         follow_current_logs()
-                    refresh = True
-                elif isinstance(item, EventStreamBroken):
-                    state.on_error(f"event stream: {item.error}")
                     refresh = True
             if stop.is_set() or removal.check(changes, stop):
                 break

@@ -83,6 +83,8 @@ def render_status(status: StackStatus) -> RenderableType:
         parts.append(_activity(live))
     elif live.watching:
         parts.append(Text(f"now: watching {', '.join(live.watching)} (save a file to apply it)", style="dim"))
+    if live.recovery:
+        parts.append(Text(f"kept up: {live.recovery}", style="yellow"))
     if live.timeline:
         parts.append(Text("last change: " + "  →  ".join(f"{label} {ms:.0f} ms" for label, ms in live.timeline)))
     if live.last_error:
@@ -144,6 +146,7 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
         "last_error": live.last_error or None,
         "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in live.timeline],
         "watching": list(live.watching),
+        "recovery": live.recovery or None,
         "logs": list(status.logs),
     }
 

@@ -17,15 +17,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import ConfigError, DevstackError
-from ..events import Activity, Event, ChangeApplied, ChangeFailed, ChangeSeen, Info, Notify, NothingToApply, Warned, Watching
+from ..errors import ConfigError, DevstackError, EngineUnavailable
+from ..events import (Activity, ChangeApplied, ChangeFailed, ChangeSeen, Event, Info, Notify, NothingToApply,
+                      RestoreFailed, Restored, Restoring, Warned, Watching)
 from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
 from ..reconcile.preflight import check_environment, check_ports
 from ..settings import ENV_FILE, Settings
+from ..snapshot import is_probe_line
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
 from .debounce import Debouncer
 from .files import FileWatcher, PathSeen
+from .heal import MAX_RESTORES, RESTORE_WINDOW_SECONDS, RESTORED_READY_SECONDS, CrashLoop, RestoreStack
 
 # How long a change waits for the stack to answer again before it is reported as failed.
 HEALTHY_AFTER_RECREATE_SECONDS = 180.0
@@ -104,6 +107,9 @@ class ChangeLoop:
         self.targets = self._targets()
         self._seen: dict[str, float] = {}
         self._refresh: RefreshProxy | None = None
+        self._restore: tuple[float, str] | None = None  # (when it is due, why) once a container stopped
+        self.crash_loop = CrashLoop(clock)
+        self._gave_up: set[str] = set()  # services whose crash loop was reported
         self._applied: list[tuple[Step, float]] = []  # the current change's steps, with when each finished
 
     def _targets(self) -> WatchTargets:
@@ -131,7 +137,8 @@ class ChangeLoop:
 
     def step(self, idle_wait: float = 1.0) -> None:
         """One turn: wait for a path (or the due time), take everything queued, apply what is due."""
-        wait = self.debouncer.wait_time()
+        waits = [w for w in (self.debouncer.wait_time(), self._restore_wait()) if w is not None]
+        wait = min(waits) if waits else None
         try:
             self._take(self.inbox.get(timeout=idle_wait if wait is None else max(wait, 0.001)))
         except queue.Empty:
@@ -147,6 +154,13 @@ class ChangeLoop:
                 if self.stop.is_set():
                     return  # set while this thread waited for `busy` (the stack was removed, say)
                 self._alone(lambda: self._refresh_proxy(request))
+        if self._restore is not None and self._restore_wait() == 0.0:
+            reason = self._restore[1]
+            self._restore = None
+            with self.busy:
+                if self.stop.is_set():
+                    return
+                self._alone(lambda: self.restore(reason))
         if self.debouncer.due():
             paths = self.debouncer.take()
             seen = {p: self._seen.pop(p, time.time()) for p in paths}
@@ -178,6 +192,15 @@ class ChangeLoop:
             self._seen[item.path] = item.at
         elif isinstance(item, RefreshProxy):
             self._refresh = item
+        elif isinstance(item, RestoreStack):
+            due = self.clock() + item.delay
+            if self._restore is None or due < self._restore[0]:
+                self._restore = (due, item.reason or (self._restore[1] if self._restore else ""))
+
+    def _restore_wait(self) -> float | None:
+        if self._restore is None:
+            return None
+        return max(0.0, self._restore[0] - self.clock())
 
     # -- applying one batch -------------------------------------------------
 
@@ -192,15 +215,19 @@ class ChangeLoop:
             self._say(Activity("waiting for the stack to answer through the proxy"))
             # A new container takes its processes' start-up time; a reload or a Sifu restart, seconds.
             recreated = any(step.verb in (Verb.CREATE, Verb.RECREATE) for step, _ in self._applied)
-            self.stack.wait_ready(HEALTHY_AFTER_RECREATE_SECONDS if recreated else HEALTHY_AFTER_RELOAD_SECONDS)
+            self.stack.wait_ready(HEALTHY_AFTER_RECREATE_SECONDS if recreated else HEALTHY_AFTER_RELOAD_SECONDS,
+                                  stop=self.stop)
         except _Stopping:
             return
         except DevstackError as exc:
+            if self.stop.is_set():
+                return  # devstack is ending: a build cancelled, a wait cut short
             # BuildError carries the failing step and its output; NotReady the containers' last log lines.
             tail = list(getattr(exc, "tail", None) or getattr(exc, "logs", None) or [])
             self._fail(str(exc), tail=tail, step=getattr(exc, "step", ""))
             return
         timeline.mark("healthy")
+        self.crash_loop.reset()  # what crash-looped may be fixed by what was saved
         summary = " → ".join(f"{label} {ms:.0f} ms" for label, ms in timeline.steps)
         self._say(ChangeApplied(f"applied: {summary}", timeline=tuple(timeline.steps)))
 
@@ -264,6 +291,7 @@ class ChangeLoop:
         fresh = self.make_stack(settings)
         check_environment(fresh)  # a value the container could not start with, before it is recreated
         check_ports(fresh)
+        self.stack.release()  # the shell it kept open in the sidecar
         self.stack = fresh
         self.targets = self._targets()
         if self.watcher is not None:
@@ -309,6 +337,72 @@ class ChangeLoop:
         else:
             self._say(Info("kernels idle: recreating the notebook container"))
 
+    # -- restoring what stopped ----------------------------------------------------
+
+    def restore(self, reason: str = "") -> None:
+        """Start again the stack's containers that stopped without devstack stopping them (each at most
+        MAX_RESTORES times within the window), then wait until the stack answers through the proxy.
+        Nothing when everything runs (devstack's own recreate was what died), or when a container is
+        gone (the stack is being removed beside this run, or was by hand: the next change recreates it)."""
+        stack = self.stack
+        try:
+            stopped, missing = stack.running.stopped()
+        except EngineUnavailable:
+            return  # the event stream reconnects and asks again once the engine answers
+        except DevstackError as exc:
+            self._fail(f"{reason or 'a container of the stack stopped'}, and devstack cannot tell what of it runs: {exc}")
+            return
+        if missing or not stopped:
+            for service in self.crash_loop.given_up - {c.service for c in stopped} - set(missing):
+                self.crash_loop.forget(service)  # it runs again: started by `devstack up -d`, say
+            return
+        allowed = []
+        for container in stopped:
+            if self.crash_loop.may_restore(container.service):
+                allowed.append(container)
+            elif container.service not in self._gave_up:
+                self._gave_up.add(container.service)
+                self._give_up(container)
+        self._gave_up &= self.crash_loop.given_up
+        if not allowed:
+            return
+        started = self.clock()
+        shown = ", ".join(f"{c.name} ({c.status})" for c in allowed)
+        counts = ", ".join(f"{self.crash_loop.count(c.service) + 1} of {MAX_RESTORES}" for c in allowed)
+        it = "it" if len(allowed) == 1 else "them"
+        self._say(Restoring(f"{reason + ': ' if reason else ''}{shown} stopped without devstack stopping {it}: starting {it} again, "
+                            f"as EB's agent would (restore {counts} within {RESTORE_WINDOW_SECONDS:.0f} s)"))
+        try:
+            stack.restore(allowed)
+            for container in allowed:
+                self.crash_loop.restored(container.service)
+            if len(allowed) == len(stopped):  # with a container given up, the stack cannot answer
+                stack.wait_ready(RESTORED_READY_SECONDS, stop=self.stop)
+        except EngineUnavailable:
+            return
+        except DevstackError as exc:
+            if self.stop.is_set():
+                return
+            tail = list(getattr(exc, "logs", None) or [])
+            self._say_failure(RestoreFailed, f"could not restore {shown}: {exc}", tail)
+            return
+        names = ", ".join(c.name for c in allowed)
+        self._say(Restored(f"restored {names} in {self.clock() - started:.1f} s: "
+                           + ("Sifu and Jupyter answer through the proxy again" if len(allowed) == len(stopped)
+                              else "the rest of the stack is still down"),
+                           seconds=self.clock() - started))
+
+    def _give_up(self, container) -> None:  # noqa: ANN001 - a ContainerInfo
+        try:
+            tail = [line for line in self.stack.running.last_logs(container.service, lines=40)
+                    if not is_probe_line(line)][-20:]
+        except DevstackError:
+            tail = []
+        self._say_failure(RestoreFailed, (
+            f"{container.name} stopped again ({container.status}) after {MAX_RESTORES} restores within "
+            f"{RESTORE_WINDOW_SECONDS:.0f} s: devstack stopped restoring it (a crash loop); its last log lines "
+            "are below: fix the cause, then save a change or run `devstack up -d`"), tail, step=container.service)
+
     def _refresh_proxy(self, request: RefreshProxy) -> None:
         try:
             self.stack.reload_proxy()
@@ -316,9 +410,12 @@ class ChangeLoop:
             self._fail(f"{request.reason}: {exc}")
 
     def _fail(self, message: str, tail: Iterable[str] = (), step: str = "") -> None:
+        self._say_failure(ChangeFailed, message, tail, step)
+
+    def _say_failure(self, kind: type[ChangeFailed], message: str, tail: Iterable[str] = (), step: str = "") -> None:
         redact = self.stack.redact
         # A build's output or a container's log lines can carry a secret too.
-        self.notify(ChangeFailed(redact(message), tail=tuple(redact(str(line)) for line in tail), step=step))
+        self.notify(kind(redact(message), tail=tuple(redact(str(line)) for line in tail), step=step))
 
     def _say(self, event: Event) -> None:
         self.notify(replace(event, message=self.stack.redact(event.message)))

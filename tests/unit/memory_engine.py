@@ -32,6 +32,7 @@ class MemoryEngine:
         self.fail_builds: list[Exception] = []  # raised by the next builds, in turn
         self.on_build = None  # called as each build starts (a user saving meanwhile, say)
         self.exec_results: dict[str, tuple[int, str]] = {}  # a command's first word -> (exit code, output)
+        self.logs: dict[str, list[str]] = {}  # a container's log lines, by ID
         for ref, labels in (images or {}).items():
             self.add_image(ref, labels)
 
@@ -182,8 +183,12 @@ class MemoryEngine:
     def open_shell(self, container_id: str, name: str):  # noqa: ANN201
         raise EngineError("no shells in memory: the loader falls back to exec")
 
-    def log_lines(self, container_id: str, tail="all", follow=False):  # noqa: ANN001, ANN201
-        return iter(())
+    def log_lines(self, container_id: str, tail="all", follow=False, since=None):  # noqa: ANN001, ANN201
+        return iter(self.logs.get(container_id, ()))
+
+    def cancel_builds(self) -> int:
+        self.ops.append("cancel builds")
+        return 0
 
     def events(self, project: str, since=None):  # noqa: ANN001, ANN201
         return iter(())

@@ -190,7 +190,7 @@ class WatchedStack(Stack):
         self.memory = memory
         self.running = ScriptedRunning(self, busy)
 
-    def wait_ready(self, timeout):
+    def wait_ready(self, timeout, stop=None):
         self.memory.ops.append("wait_ready")
         self.memory.ready_timeouts.append(timeout)
         return []
