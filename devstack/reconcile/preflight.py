@@ -61,6 +61,7 @@ def check(stack: Stack) -> None:
     if problem is not None:
         stack.notify(Warned(f"{problem.message}: {problem.fix}", "notebook"))
     check_final_from(stack)
+    pull_dockerrun_image(stack)
     check_ports(stack)
     if spec.notebooks_dir is not None:
         make_notebooks_dir(spec.notebooks_dir)
@@ -118,6 +119,21 @@ def check_final_from(stack: Stack) -> None:
         raise ConfigError(f"{found.path}:{found.line}: FROM {found.what} is not built here (no base-image/Dockerfile), "
                           f"not on this machine, and pulling it failed ({exc}): build or pull it, or set BASE_CONTEXT "
                           "to the folder that builds it") from None
+
+
+def pull_dockerrun_image(stack: Stack) -> None:
+    """Dockerrun.aws.json's Image.Name with Update "true": pulled again, as EB does on each deploy; one
+    that cannot be pulled but is here runs as it is (offline), with a line saying so."""
+    if not stack.spec.app.pull_each_up:
+        return
+    service = stack.spec.service("notebook")
+    try:
+        stack.engine().pull(service.image)
+    except EngineError as exc:
+        if stack.engine().image(service.image) is None:
+            return  # the plan's pull step names it, before anything starts
+        stack.notify(Warned(f"{service.image} ({service.image_origin}, Update true) could not be pulled again "
+                            f"({exc}): running the copy on this machine", "notebook"))
 
 
 def check_sources(stack: Stack) -> None:

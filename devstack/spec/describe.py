@@ -197,7 +197,8 @@ def _project_app_spec(settings: Settings, app: ProjectApp) -> AppSpec:
     return AppSpec("project", f"images: the project's own: {'; '.join(parts)}",
                    settings.sifu_health_path or "/",
                    sifu_program=program.name if program is not None else "sifu",
-                   sifu_path=_sifu_path(settings, app), root=app.root)
+                   sifu_path=_sifu_path(settings, app), root=app.root,
+                   pull_each_up=app.dockerfile is None and app.dockerrun is not None and app.dockerrun.update)
 
 
 def _shown(app: ProjectApp, path: Path) -> str:

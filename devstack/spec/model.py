@@ -214,6 +214,8 @@ class AppSpec:
     sifu_program: str = "sifu"  # supervisor's name for Sifu's program
     sifu_path: str = SIFU_MOUNT  # where the image keeps Sifu's checkout (SIFU_SRC is mounted there)
     root: Path | None = None  # the project folder whose files make the app (for its lint)
+    # Dockerrun.aws.json's Image.Update (with no Dockerfile): EB pulls Image.Name again on each deploy.
+    pull_each_up: bool = False
 
     @property
     def own(self) -> bool:

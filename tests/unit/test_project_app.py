@@ -63,6 +63,7 @@ def test_a_project_without_dockerfile_runs_dockerruns_image(tmp_path):
     assert (notebook.image, notebook.build, notebook.image_origin) == (
         "example/app:2", None, "Image.Name of Dockerrun.aws.json")
     assert (spec.network.sifu.process_port, spec.network.jupyter.process_port) == (8001, 8002)
+    assert not spec.app.pull_each_up  # "Update": "false"
 
 
 def test_images_bundled_keeps_devstacks_own(tmp_path):
