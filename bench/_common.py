@@ -9,6 +9,7 @@ but the JSON: their projects are removed by label and their images by tag.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import statistics
@@ -118,3 +119,15 @@ def stack_answers(project) -> bool:  # noqa: ANN001 - BenchProject
     spec = load_stack(settings)
     probes = stack_probes(spec, project.secret("sifu_secret"), project.secret("jupyter_token"))
     return all(result.ok for result in check_once(probes, timeout=2))
+
+
+def set_header(files: list[Path], header: str, value: str) -> None:
+    """Give every server of these nginx files `add_header HEADER VALUE always;`: a change that shows on
+    each answer, so that a probe can tell which configuration answered."""
+    for path in files:
+        text = path.read_text()
+        if header in text:
+            text = re.sub(rf"{header} \S+ always;", f"{header} {value} always;", text)
+        else:
+            text = text.replace("    location / {", f"    add_header {header} {value} always;\n    location / {{", 1)
+        path.write_text(text)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import docker, make_project, median, report, wait_until
+from _common import docker, set_header, make_project, median, report, wait_until
 
 from devstack.watch.debounce import QUIET_SECONDS
 
@@ -40,16 +40,6 @@ def answering(project, value: str) -> bool:
         finally:
             connection.close()
     return True
-
-
-def set_header(files: list[Path], value: str) -> None:
-    for path in files:
-        text = path.read_text()
-        if HEADER in text:
-            text = re.sub(rf"{HEADER} \S+ always;", f"{HEADER} {value} always;", text)
-        else:
-            text = text.replace("    location / {", f"    add_header {HEADER} {value} always;\n    location / {{", 1)
-        path.write_text(text)
 
 
 def main() -> None:
@@ -78,7 +68,7 @@ def main() -> None:
             value = f"devstack-{run}"
             mark = watch.mark()
             start = time.perf_counter()
-            set_header(sources, value)
+            set_header(sources, HEADER, value)
             wait_until(lambda v=value: answering(watched, v), interval=0.01, what="devstack's reload")
             devstack.append(time.perf_counter() - start)
             applied = watch.wait_for_line("applied:", after=mark)
@@ -87,7 +77,7 @@ def main() -> None:
             # Baseline: edit the configuration nginx reads, restart the container by hand.
             value = f"restart-{run}"
             start = time.perf_counter()
-            set_header(rendered_files, value)
+            set_header(rendered_files, HEADER, value)
             docker("restart", proxy)
             wait_until(lambda v=value: answering(manual, v), interval=0.01, what="the restarted proxy")
             restart.append(time.perf_counter() - start)
@@ -95,7 +85,7 @@ def main() -> None:
             # For reference: the same edit with a reload by hand.
             value = f"reload-{run}"
             start = time.perf_counter()
-            set_header(rendered_files, value)
+            set_header(rendered_files, HEADER, value)
             docker("exec", proxy, "nginx", "-s", "reload")
             wait_until(lambda v=value: answering(manual, v), interval=0.01, what="the reload by hand")
             reload.append(time.perf_counter() - start)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import re
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import docker, make_project, median, report
+from _common import docker, set_header, make_project, median, report
 from helpers import Background, OnTerminal  # the tests' harness; _common put tests/ on the path
 
 HEADER = "X-Devstack-Soak"
@@ -47,16 +46,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def set_header(files: list[Path], value: str) -> None:
-    for path in files:
-        text = path.read_text()
-        if HEADER in text:
-            text = re.sub(rf"{HEADER} \S+ always;", f"{HEADER} {value} always;", text)
-        else:
-            text = text.replace("    location / {", f"    add_header {HEADER} {value} always;\n    location / {{", 1)
-        path.write_text(text)
 
 
 def health(port: int) -> tuple[bool, str]:
@@ -143,7 +132,7 @@ def main() -> None:
             if now >= next_proxy:
                 saves += 1
                 proxy_saves.append(time.monotonic())
-                set_header(sources, f"soak-{saves}")
+                set_header(sources, HEADER, f"soak-{saves}")
                 next_proxy += args.proxy_every
             if now >= next_sample:
                 memory.append((now - started, rss_mb(process.pid)))

@@ -26,14 +26,6 @@ from devstack.spec import LABEL_IMAGE, LABEL_PROJECT, LABEL_SERVICE
 NGINX = "nginx:stable"
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / ".env").write_text("DEVSTACK_PROJECT=demo\nSIFU_PORT=43334\nJUPYTER_PORT=43335\n")
-    return folder
-
-
 def stack_on(engine, folder, events=None, **kwargs) -> Stack:
     return Stack(load_settings(folder, environ={}), notify=(events.append if events is not None else lambda e: None),
                  connect=lambda: engine, **kwargs)

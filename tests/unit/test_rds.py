@@ -15,14 +15,6 @@ from devstack.spec import LABEL_PROJECT, load_stack
 NGINX, MYSQL = "nginx:stable", "mysql:8.0"
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / ".env").write_text("DEVSTACK_PROJECT=demo\nSIFU_PORT=43334\nJUPYTER_PORT=43335\n")
-    return folder
-
-
 def spec_of(folder, overrides: str, **environ):
     (folder / "overrides.yml").write_text(overrides)
     return load_stack(load_settings(folder, environ=environ), (1000, 1000))

@@ -16,14 +16,6 @@ NGINX = "nginx:stable"
 
 
 @pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / ".env").write_text("DEVSTACK_PROJECT=demo\nSIFU_PORT=43334\nJUPYTER_PORT=43335\n")
-    return folder
-
-
-@pytest.fixture
 def own_context(project, tmp_path):
     """The project with a final-image context of its own, brought up once: (the context, the engine)."""
     context = tmp_path / "final"
