@@ -138,6 +138,8 @@ def up(
     remove: bool = typer.Option(False, "--rm", help=(
         "Remove the containers and network when the foreground run ends (Ctrl-C, SIGTERM, SIGHUP, or the stack "
         "failing to come up); images and the notebooks folder are kept.")),
+    instances: Optional[int] = typer.Option(None, "--instances", metavar="N", help=(
+        "Run N instances behind a load balancer (as --set INSTANCES=N).")),
 ) -> None:
     """Build what is missing or out of date, start the stack, wait until it answers through the proxy."""
     if remove and detach:
@@ -145,6 +147,8 @@ def up(
     session = _session(ctx)
     if no_notebooks_mount:
         session.flags["NOTEBOOKS_DIR"] = ""
+    if instances is not None:
+        session.flags["INSTANCES"] = str(instances)
     session.publish = list(publish)
     from .foreground import ForegroundRun
 

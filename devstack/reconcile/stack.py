@@ -14,6 +14,7 @@ from ..events import Acted, Info, Notify, Ready, Warned, ignore
 from ..lock import DEFAULT_WAIT_SECONDS, Holder, project_lock, waiting_line
 from ..probes import ProbeResult, stack_probes, wait_until_ready
 from ..proxy.lint import Finding
+from ..balancer.render import render_haproxy_config
 from ..proxy.render import render_proxy_config
 from ..redact import Redactor
 from ..settings import Settings
@@ -146,9 +147,13 @@ class Stack:
 
     def _plan(self, source: _InputsSource) -> Plan:
         observed = observe(self.engine(), self.spec)
-        address = observed.notebook_address(self.spec)
-        inputs = Inputs(source.digests, source.secrets,
-                        proxy_files=render_proxy_config(self.spec.proxy, address).files if address else None,
+        proxies = {}
+        for instance in self.spec.instance_list:
+            address = observed.notebook_address(self.spec, instance.notebook)
+            proxies[instance.proxy] = render_proxy_config(instance.proxy_spec, address).files if address else None
+        balancer = self.spec.balancer
+        inputs = Inputs(source.digests, source.secrets, proxies=proxies,
+                        lb_config=render_haproxy_config(balancer) if balancer is not None else None,
                         force=source.force)
         return plan_stack(self.spec, observed, inputs)
 

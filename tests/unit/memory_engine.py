@@ -169,7 +169,7 @@ class MemoryEngine:
             self.ops.append(f"remove {name}")
 
     def run_once(self, image, entrypoint, command, mounts, labels, timeout=60) -> tuple[int, str]:  # noqa: ANN001
-        self.ops.append("nginx -t (throwaway)")
+        self.ops.append(f"{'haproxy -c' if entrypoint[0] == 'haproxy' else 'nginx -t'} (throwaway)")
         return 0, ""
 
     def signal(self, container_id: str, name: str, signal: str) -> None:
