@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+import httpx
 
 from ..docker.engine import ContainerInfo, now
 from ..errors import DevstackError, EngineError, NotReady
@@ -118,6 +121,62 @@ class Running:
                 logs = ()
         return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs)
 
+    def lb_health(self):  # noqa: ANN201 - dict[str, balancer.stats.InstanceHealth], by backend ("i1", ...)
+        """The load balancer's view of each instance (its health checks); empty without a running one."""
+        from ..balancer.stats import fetch_stats, stats_address
+
+        balancer = self._spec.balancer
+        if balancer is None:
+            return {}
+        found = self.container(balancer.service)
+        address = stats_address(found.ports) if found is not None and found.running else None
+        if address is None:
+            return {}
+        try:
+            return fetch_stats(address, balancer)
+        except httpx.HTTPError:
+            return {}
+
+    def wait_instances(self, timeout: float, interval: float = 0.5) -> None:
+        """With several instances, until each is in service: the load balancer's health checks pass, and
+        its Jupyter answers in its own container. (The health check asks Sifu only, as EB's asks one URL:
+        through the load balancer alone, an instance whose Jupyter is still starting would get requests.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = self._instances_not_ready()
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise NotReady(f"not ready after {timeout:.0f}s: {'; '.join(waiting)}",
+                               logs=self.last_logs(lines=10))
+            time.sleep(interval)
+
+    def _instances_not_ready(self) -> list[str]:
+        spec, engine = self._spec, self._stack.engine()
+        health = self.lb_health()
+        waiting = []
+        port = spec.network.jupyter.process_port
+        answers = ("import urllib.request, urllib.error\n"
+                   f"try: urllib.request.urlopen('http://127.0.0.1:{port}/api/status', timeout=2)\n"
+                   "except urllib.error.HTTPError: pass")  # any HTTP answer: Jupyter listens
+        for instance, backend in zip(spec.instance_list, spec.balancer.backends if spec.balancer else ()):
+            seen = health.get(backend.name)
+            if seen is None or not seen.in_service:
+                waiting.append(f"the load balancer has instance {instance.number} "
+                               f"{'unknown' if seen is None else f'{seen.status} ({seen.check})'}")
+                continue
+            notebook = self.container(instance.notebook)
+            if notebook is None or not notebook.running:
+                waiting.append(f"{spec.service(instance.notebook).container_name} is not running")
+                continue
+            try:
+                code, _ = engine.exec(notebook.id, ["python3", "-c", answers])
+            except EngineError:
+                continue  # an image without python3: the load balancer's view decides
+            if code != 0:
+                waiting.append(f"Jupyter does not answer yet in {notebook.name}")
+        return waiting
+
     def probe(self) -> list[ProbeResult]:
         secrets = load_secrets(self._stack.settings)
         if secrets is None:
@@ -160,7 +219,7 @@ class Running:
     def stream_logs(self, service: str | None, tail: int | str, follow: bool) -> Iterator[str]:
         """The logs of the stack's containers (one service, or all) as `service | line`, redacted,
         merged in the order lines arrive."""
-        targets = [(spec.name, found) for spec in self._spec.services if service in (None, spec.name)
+        targets = [(spec.name, found) for spec in self._spec.services if service in (None, spec.name, service_kind(spec.name))
                    if (found := self._stack.engine().container(spec.container_name)) is not None]
         if not targets:
             raise EngineError(f"no container of project {self._spec.project} to show: run `devstack up`")
@@ -266,6 +325,12 @@ class Running:
             elif not found.running:
                 stopped.append(found)
         return stopped, missing
+
+
+def service_kind(service: str) -> str:
+    """An instance's service by its kind: notebook-2 -> notebook (`logs notebook` shows every instance's)."""
+    head, _, number = service.rpartition("-")
+    return head if head and number.isdigit() else service
 
 
 def _short(image_id: str) -> str:

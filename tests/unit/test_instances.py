@@ -145,3 +145,30 @@ def test_changing_instances_removes_what_the_stack_no_longer_has_first(project):
     assert set(engine.ops[:5]) == {"remove demo-notebook-1", "remove demo-proxy-1", "remove demo-notebook-2",
                                    "remove demo-proxy-2", "remove demo-lb"}
     assert {c.name for c in engine.containers("demo")} == {"demo-notebook", "demo-proxy"}
+
+
+def test_the_lint_names_the_tcp_listener_in_front_of_jupyter_with_several_instances(project):
+    from devstack.balancer.lint import lint_balancer
+
+    with_fixture(project, "lb-tcp")
+    assert lint_balancer(spec_for(project)) == []  # one instance: nothing to keep sticky
+    [finding] = lint_balancer(spec_for(project, INSTANCES="2"))
+    assert finding.describe().startswith(f"{project / '.ebextensions' / 'resources.config'}:8: the listener in "
+                                         "front of Jupyter (3335) is TCP, with 2 instances")
+    assert "unknown to the others" in finding.message and "ListenerProtocol: HTTP" in finding.fix
+
+
+def test_the_lint_names_stickiness_off_and_is_quiet_when_it_is_on(project, tmp_path):
+    from devstack.balancer.lint import lint_balancer
+
+    with_fixture(project, "lb-sticky")
+    assert lint_balancer(spec_for(project, INSTANCES="3")) == []
+    config = project / ".ebextensions" / "lb.config"
+    config.write_text(config.read_text().replace("Stickiness Policy: true", "Stickiness Policy: false"))
+    [finding] = lint_balancer(spec_for(project, INSTANCES="3"))
+    assert finding.lineno == 11 and "stickiness is off (as declared) with 3 instances" in finding.message
+    assert "Stickiness Policy: true" in finding.fix
+    other = tmp_path / "bare"
+    other.mkdir()
+    [finding] = lint_balancer(spec_for(other, INSTANCES="2"))  # nothing declared: EB's default, off
+    assert "EB’s default" in finding.message and finding.file == other / ".ebextensions"
