@@ -4,6 +4,7 @@ what breaks without stickiness (as on EB), which the lint says."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from contextlib import closing
 import time
@@ -92,6 +93,10 @@ def test_a_dead_instance_leaves_the_rotation_and_comes_back_when_started(sticky,
     docker_client.containers.get(f"{sticky.name}-notebook-2").kill()
     # Two failed checks 5 s apart (the fixture's UnhealthyThreshold and Interval) take it out.
     wait_for(lambda: lb_health(docker_client, sticky)["i2"] == "DOWN", timeout=30, what="i2 to leave the rotation")
+    # What EB's enhanced health shows, in `status --json`: the load balancer's view, the last minute's requests.
+    status = json.loads(sticky.run("status", "--json").stdout)
+    assert [i["load_balancer"]["status"] for i in status["instances"]] == ["UP", "DOWN"]
+    assert status["environment"]["requests"] > 0 and status["instances"][0]["shares"]["2xx"] > 0
     answers = []
     with closing(session_on(sticky, "i1")) as client:
         client.cookies.set("AWSELB", "i2")  # a browser that was on the dead instance: sent to the live one

@@ -21,7 +21,8 @@ from ..state import load_secrets
 from ..hosts import url_host
 from .database import accepts_connections
 from .plan import notebook_address, owned
-from ..snapshot import ServiceStatus, StackStatus, is_probe_line
+from ..balancer.health import READ_HEALTHD, RequestStats, parse_healthd, request_stats
+from ..snapshot import InstanceStatus, ServiceStatus, StackStatus, is_probe_line
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -119,7 +120,34 @@ class Running:
                 logs = tuple(line for line in self.last_logs(lines=log_lines) if not is_probe_line(line))
             except DevstackError:
                 logs = ()
-        return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs)
+        instances, environment = self.instance_health() if any(s.state == "running" for s in services) else ((), None)
+        return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs,
+                           instances=instances, environment=environment)
+
+    def instance_health(self) -> tuple[tuple[InstanceStatus, ...], RequestStats]:
+        """What EB's enhanced health shows: each instance's last minute from its proxy's healthd log, the
+        load balancer's view of it, and the environment's requests together."""
+        engine, spec = self._stack.engine(), self._spec
+        health = self.lb_health()
+        backends = {b.instance: b.name for b in spec.balancer.backends} if spec.balancer else {}
+        instances, every = [], []
+        moment = time.time()
+        for instance in spec.instance_list:
+            proxy = self.container(instance.proxy)
+            requests = []
+            if proxy is not None and proxy.running:
+                try:
+                    _, output = engine.exec(proxy.id, ["sh", "-c", READ_HEALTHD])
+                    requests = parse_healthd(output.splitlines())
+                except EngineError:
+                    requests = []
+            every += requests
+            seen = health.get(backends.get(instance.number, ""))
+            instances.append(InstanceStatus(
+                instance.number, spec.service(instance.notebook).container_name,
+                spec.service(instance.proxy).container_name, seen.status if seen else "",
+                seen.check if seen else "", request_stats(requests, moment)))
+        return tuple(instances), request_stats(every, moment)
 
     def lb_health(self):  # noqa: ANN201 - dict[str, balancer.stats.InstanceHealth], by backend ("i1", ...)
         """The load balancer's view of each instance (its health checks); empty without a running one."""
