@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import _remove_by_label, make_project
-from helpers import login, run_cell, save_notebook, start_kernel, wait_for, xsrf_headers
+from helpers import RequestLoop, login, run_cell, save_notebook, start_kernel, wait_for, xsrf_headers
 
 from devstack.balancer.stats import parse_stats
 from devstack.settings import load_settings
@@ -112,6 +112,39 @@ def test_a_dead_instance_leaves_the_rotation_and_comes_back_when_started(sticky,
     with closing(session_on(sticky, "i2")) as client:
         host = run_cell(client, sticky.jupyter_url, HOSTNAME).strip("'")
         assert hostnames(docker_client, sticky)[host] == "i2"
+
+
+def test_a_rolling_deployment_answers_every_request(sticky, docker_client):
+    """A setting that recreates every notebook container: one instance at a time leaves the rotation, is
+    replaced, and comes back before the next; a browser's requests meanwhile all get their answer."""
+    before = {k: docker_client.containers.get(f"{sticky.name}-notebook-{k}").id for k in (1, 2)}
+    sticky.write_env(DEPLOY_NONCE=uuid.uuid4().hex[:6])  # reaches the notebooks' environment: a recreate
+    with closing(login(sticky.sifu_url)) as client, \
+            RequestLoop(client, [f"{sticky.sifu_url}/health", f"{sticky.jupyter_url}/api/status"]) as loop:
+        time.sleep(0.5)
+        up = sticky.run("up", "-d")
+        time.sleep(0.5)
+    assert "batch 1 of 2: instance 1 out of the rotation" in up.stdout
+    assert up.stdout.index("batch 1 of 2 back in service") < up.stdout.index("batch 2 of 2: instance 2 out")
+    assert all(docker_client.containers.get(f"{sticky.name}-notebook-{k}").id != before[k] for k in (1, 2))
+    assert loop.sent > 50 and loop.failures == [], loop.failures[:5]
+    # Back in service (haproxy counts its checks up to the full "UP" meanwhile).
+    wait_for(lambda: lb_health(docker_client, sticky) == {"i1": "UP", "i2": "UP"}, timeout=30, what="both UP")
+
+
+def test_one_instance_is_replaced_by_the_staging_flip_answering_every_request(project, docker_client):
+    project.run("up", "-d")
+    before = docker_client.containers.get(f"{project.name}-notebook").id
+    project.write_env(DEPLOY_NONCE="flip")
+    with closing(login(project.sifu_url)) as client, \
+            RequestLoop(client, [f"{project.sifu_url}/health", f"{project.jupyter_url}/api/status"]) as loop:
+        time.sleep(0.5)
+        up = project.run("up", "-d")
+        time.sleep(0.5)
+    assert "(staging: the new container beside the old one)" in up.stdout
+    assert docker_client.containers.get(f"{project.name}-notebook").id != before
+    assert loop.sent > 50 and loop.failures == [], loop.failures[:5]
+    assert not docker_client.containers.list(all=True, filters={"name": f"{project.name}-notebook-previous"})
 
 
 def test_without_stickiness_a_kernel_is_not_found_on_the_other_instance_and_the_lint_said_so(

@@ -19,7 +19,7 @@ How ELB's behaviour is written in haproxy's terms:
 
 from __future__ import annotations
 
-from ..spec import LB_STATS_PORT, BalancerSpec
+from ..spec import LB_ADMIN_PORT, LB_STATS_PORT, BalancerSpec
 from ..spec.balancer import LbListener
 
 HEADER = "# Written by devstack from the project's load balancer declarations (.ebextensions). Do not edit.\n"
@@ -40,6 +40,7 @@ def render_haproxy_config(balancer: BalancerSpec) -> str:
         HEADER,
         "global",
         "    log stdout format raw local0 info",
+        f"    stats socket ipv4@0.0.0.0:{LB_ADMIN_PORT} level admin",
         "",
         "resolvers engine",
         "    nameserver dns 127.0.0.11:53",

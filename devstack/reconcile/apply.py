@@ -144,6 +144,10 @@ class Applier:
             changed = self.loader(instance.proxy).load(notebook_address(self.spec, notebook)) or changed
         return changed
 
+    def superseded(self, image_id: str) -> None:
+        """An image a replaced container used: removed with the others once nothing uses it."""
+        self._superseded.add(image_id)
+
     # -- afterwards ---------------------------------------------------------------
 
     def remove_superseded_images(self) -> None:

@@ -180,13 +180,11 @@ class Running:
             time.sleep(interval)
 
     def _instances_not_ready(self) -> list[str]:
+        from .deploy import answers_check
+
         spec, engine = self._spec, self._stack.engine()
         health = self.lb_health()
         waiting = []
-        port = spec.network.jupyter.process_port
-        answers = ("import urllib.request, urllib.error\n"
-                   f"try: urllib.request.urlopen('http://127.0.0.1:{port}/api/status', timeout=2)\n"
-                   "except urllib.error.HTTPError: pass")  # any HTTP answer: Jupyter listens
         for instance, backend in zip(spec.instance_list, spec.balancer.backends if spec.balancer else ()):
             seen = health.get(backend.name)
             if seen is None or not seen.in_service:
@@ -198,7 +196,7 @@ class Running:
                 waiting.append(f"{spec.service(instance.notebook).container_name} is not running")
                 continue
             try:
-                code, _ = engine.exec(notebook.id, ["python3", "-c", answers])
+                code, _ = engine.exec(notebook.id, answers_check(spec.network.jupyter.process_port))
             except EngineError:
                 continue  # an image without python3: the load balancer's view decides
             if code != 0:

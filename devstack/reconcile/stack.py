@@ -23,6 +23,7 @@ from ..spec import LABEL_IMAGE, ImageSpec, StackSpec, load_stack
 from ..state import ensure_secrets, load_secrets
 from . import preflight
 from .apply import Applier, StepHook
+from .deploy import Deployer
 from .images import context_digests, prepare_images, refuse_secrets_in_context
 from .observe import observe
 from .plan import Inputs, Plan, Step, Verb, plan_stack
@@ -112,6 +113,7 @@ class Stack:
         applier.images.update({image.name: image for image in source.images})
         applier.no_cache = no_cache
         applied: list[Step] = []
+        deployer = Deployer(self)
         for _ in range(MAX_ROUNDS):
             plan = self._plan(source)
             steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD
@@ -121,7 +123,10 @@ class Stack:
             for step in steps:
                 if before is not None:
                     before(step)
-                applier.apply(step)
+                if deployer.handles(step):  # a notebook replaced as EB deploys: rolling, or the staging flip
+                    deployer.apply(step, plan)
+                else:
+                    applier.apply(step)
                 applied.append(step)
                 if after is not None:
                     after(step)

@@ -13,6 +13,7 @@ from .model import (
     SECRETS_MOUNT,
     SIFU_MOUNT,
     DatabaseSpec,
+    LB_ADMIN_PORT,
     LB_CONFIG_DIR,
     LB_CONFIG_FILE,
     LB_STATS_PORT,
@@ -41,6 +42,6 @@ __all__ = [
     "BUILD_DOCKER_ENVS", "SECRETS_MOUNT", "SIFU_MOUNT", "DatabaseSpec", "DockerEnvsRequest", "VolumeMount", "HostPort", "ImageSpec", "Listener",
     "MountSpec", "NetworkLayout", "PortSpec", "ProjectFacts", "ProjectProxyFiles", "ProxySpec", "ServiceSpec",
     "StackSpec", "Upstream", "describe_stack", "load_stack", "network_layout", "read_project", "served_hostnames",
-    "LABEL_INSTANCE", "LB_CONFIG_DIR", "LB_CONFIG_FILE", "LB_STATS_PORT", "BalancerSpec", "InstanceSpec",
+    "LABEL_INSTANCE", "LB_ADMIN_PORT", "LB_CONFIG_DIR", "LB_CONFIG_FILE", "LB_STATS_PORT", "BalancerSpec", "InstanceSpec",
     "LbBackend", "FLAVORS", "NGINX", "OPENRESTY", "Flavor", "ProxyChoice", "link_loaded_config", "proxy_command", "proxy_prepare",
 ]

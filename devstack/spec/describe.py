@@ -18,6 +18,7 @@ from .model import (
     BUILD_DOCKER_ENVS,
     LABEL_INSTANCE,
     LB_CONFIG_DIR,
+    LB_ADMIN_PORT,
     LB_STATS_PORT,
     BalancerSpec,
     InstanceSpec,
@@ -175,10 +176,11 @@ def _lb_service(settings: Settings, network: NetworkLayout, balancer: BalancerSp
         command=("haproxy", "-f", f"{LB_CONFIG_DIR}/haproxy.cfg"),
         mounts=(MountSpec(balancer.config_dir, LB_CONFIG_DIR, read_only=True),),
         # The listeners on BIND_ADDRESS, where the single proxy published them; haproxy's statistics
-        # on a port of loopback the engine picks (`status` reads each instance's health there).
+        # and its runtime API, each on a port of loopback the engine picks (`status` reads each instance's
+        # health there; a deployment takes instances out of the rotation and back).
         ports=(*(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
                  for listener in network.listeners),
-               PortSpec("127.0.0.1", 0, LB_STATS_PORT)),
+               PortSpec("127.0.0.1", 0, LB_STATS_PORT), PortSpec("127.0.0.1", 0, LB_ADMIN_PORT)),
         extra_hosts=network.extra_hosts,
         labels=_labels(settings, balancer.service),
         # haproxy's graceful stop: it finishes the connections it holds.

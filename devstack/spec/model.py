@@ -264,6 +264,9 @@ LB_CONFIG_DIR = "/usr/local/etc/haproxy"
 LB_CONFIG_FILE = "haproxy.cfg"
 # Inside the load balancer: haproxy's statistics, which `status` reads (published on loopback only).
 LB_STATS_PORT = 8404
+# haproxy's runtime API (admin level: a deployment takes an instance out of the rotation and back),
+# published on loopback only, like the statistics.
+LB_ADMIN_PORT = 9999
 
 
 @dataclass(frozen=True)

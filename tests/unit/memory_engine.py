@@ -172,6 +172,12 @@ class MemoryEngine:
         self.ops.append(f"{'haproxy -c' if entrypoint[0] == 'haproxy' else 'nginx -t'} (throwaway)")
         return 0, ""
 
+    def rename(self, container_id: str, name: str, new_name: str) -> None:
+        if self.container(new_name) is not None:
+            raise ConflictError(f"container {new_name}: the name is in use")
+        self.ops.append(f"rename {name} {new_name}")
+        self.records[container_id] = replace(self.records[container_id], name=new_name)
+
     def signal(self, container_id: str, name: str, signal: str) -> None:
         self.ops.append(f"signal {name} {signal}")
 

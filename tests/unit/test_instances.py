@@ -52,7 +52,8 @@ def test_n_instances_share_the_notebooks_folder_behind_one_load_balancer(project
     # Only the load balancer publishes the stack's ports (and haproxy's statistics, on loopback).
     lb = spec.service("lb")
     assert {(p.host_ip, p.host_port, p.container_port) for p in lb.ports} == {
-        ("127.0.0.1", 43334, 3334), ("127.0.0.1", 43335, 3335), ("127.0.0.1", 0, 8404)}
+        ("127.0.0.1", 43334, 3334), ("127.0.0.1", 43335, 3335), ("127.0.0.1", 0, 8404),
+        ("127.0.0.1", 0, 9999)}
     assert spec.service("proxy-1").ports == spec.service("proxy-2").ports == ()
     assert [p.host_port for p in notebooks[0].ports] == [8888] and notebooks[1].ports == ()  # published once
     # Each proxy has its own configuration generations; "notebook" still names the first instance.
@@ -172,3 +173,45 @@ def test_the_lint_names_stickiness_off_and_is_quiet_when_it_is_on(project, tmp_p
     other.mkdir()
     [finding] = lint_balancer(spec_for(other, INSTANCES="2"))  # nothing declared: EB's default, off
     assert "EB’s default" in finding.message and finding.file == other / ".ebextensions"
+
+
+def test_one_instance_is_replaced_by_the_staging_flip(project):
+    """The new container starts beside the old (renamed), the proxy flips to it by a reload, the old goes."""
+    engine = MemoryEngine({NGINX: {}})
+    Stack(load_settings(project, environ={}), connect=lambda: engine).converge()
+    engine.add_container("demo-proxy-x", {})  # something foreign: never touched
+    engine.ops.clear()
+    changed = Stack(load_settings(project, environ={"SIFU_COMMAND": "python3 x.py"}), connect=lambda: engine)
+    changed.converge()
+    ops = engine.ops
+    assert ops[:3] == ["rename demo-notebook demo-notebook-previous", "create demo-notebook", "start demo-notebook"]
+    # The new one answered, the proxy was reloaded (nginx -t, then the reload) before the old one went.
+    assert ops.index("start demo-notebook") < ops.index("exec nginx -t -c /etc/devstack-proxy/gen-2/ng") \
+        < ops.index("remove demo-notebook-previous")
+    assert not any(op.startswith("stop") for op in ops)
+    assert {c.name for c in engine.containers("demo")} == {"demo-notebook", "demo-proxy"}
+    assert not changed.plan()
+
+
+def test_a_notebook_that_publishes_extra_ports_is_replaced_in_place(project):
+    engine = MemoryEngine({NGINX: {}})
+    Stack(load_settings(project, environ={"EXTRA_PORTS": "48888:8888"}), connect=lambda: engine).converge()
+    engine.ops.clear()
+    Stack(load_settings(project, environ={"EXTRA_PORTS": "48888:8888", "SIFU_COMMAND": "x"}),
+          connect=lambda: engine).converge()
+    assert engine.ops[:3] == ["remove demo-notebook", "create demo-notebook", "start demo-notebook"]
+
+
+def test_a_rolling_deployment_replaces_one_instance_at_a_time(project):
+    events = []
+    engine = MemoryEngine({NGINX: {}, HAPROXY: {}})
+    Stack(load_settings(project, environ={"INSTANCES": "3"}), connect=lambda: engine).converge()
+    engine.ops.clear()
+    Stack(load_settings(project, environ={"INSTANCES": "3", "SIFU_COMMAND": "x"}), notify=events.append,
+          connect=lambda: engine).converge()
+    replaced = [op for op in engine.ops if op.startswith(("remove demo-notebook", "start demo-notebook"))]
+    assert replaced == ["remove demo-notebook-1", "start demo-notebook-1", "remove demo-notebook-2",
+                        "start demo-notebook-2", "remove demo-notebook-3", "start demo-notebook-3"]
+    said = [e.message for e in events if "deployment" in e.message]
+    assert said[0].startswith("deployment (Rolling, 1 at a time): batch 1 of 3: instance 1 out of the rotation")
+    assert "deployment: batch 3 of 3 back in service (instance 3)" in said
