@@ -72,16 +72,17 @@ class Running:
                 state = "missing" if found is None else found.status
                 raise NotReady(f"container {service.container_name} is {state} while waiting for the stack "
                                "to answer", logs=self.last_logs(service.name))
-        notebook = self._spec.service("notebook")
-        try:
-            _, output = engine.exec(containers["notebook"].id, ["supervisorctl", "status"])
-        except EngineError:
-            return  # an image without supervisorctl: the probes' timeout decides
-        fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
-        if fatal:
-            raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
-                           "(it exited repeatedly right after starting): its log lines are below",
-                           logs=self.last_logs("notebook", lines=30))
+        for instance in self._spec.instance_list:
+            notebook = self._spec.service(instance.notebook)
+            try:
+                _, output = engine.exec(containers[notebook.name].id, ["supervisorctl", "status"])
+            except EngineError:
+                return  # an image without supervisorctl: the probes' timeout decides
+            fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
+            if fatal:
+                raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
+                               "(it exited repeatedly right after starting): its log lines are below",
+                               logs=self.last_logs(notebook.name, lines=30))
 
     def status(self, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
         """A snapshot for the status view: each service's container and image, the probes, the latest logs."""
@@ -293,9 +294,14 @@ class Running:
                                                 user=self.exec_user(service) if user is None else user)
 
     def restart_sifu(self) -> None:
-        """Restart only the Sifu program (supervisorctl); Jupyter and its kernels keep running."""
-        name = self._spec.service("notebook").container_name
-        notebook = self.container("notebook")
+        """Restart only the Sifu program (supervisorctl), in every instance; Jupyter and its kernels keep
+        running."""
+        for instance in self._spec.instance_list:
+            self._restart_sifu_in(instance.notebook)
+
+    def _restart_sifu_in(self, service: str) -> None:
+        name = self._spec.service(service).container_name
+        notebook = self.container(service)
         if notebook is None or not notebook.running:
             raise EngineError(f"container {name} is not running, so Sifu cannot be restarted in it: run `devstack up`")
         program = self._spec.app.sifu_program  # the name the image's supervisord.conf gives it
@@ -303,9 +309,9 @@ class Running:
         if code != 0 or "ERROR" in output:
             raise NotReady(f"supervisorctl could not restart Sifu in {name} ({' '.join(output.split())}): "
                            "its last log lines are below; fix the code and save again",
-                           logs=self.last_logs("notebook", lines=20))
+                           logs=self.last_logs(service, lines=20))
         self._stack.notify(Acted(f"restarted Sifu in {name} (supervisorctl); Jupyter and its kernels untouched",
-                                 "notebook"))
+                                 service))
 
     def busy_kernels(self) -> list[str]:
         """IDs of the Jupyter kernels busy executing. Asked of Jupyter itself at the notebook container's

@@ -215,3 +215,10 @@ def test_a_rolling_deployment_replaces_one_instance_at_a_time(project):
     said = [e.message for e in events if "deployment" in e.message]
     assert said[0].startswith("deployment (Rolling, 1 at a time): batch 1 of 3: instance 1 out of the rotation")
     assert "deployment: batch 3 of 3 back in service (instance 3)" in said
+
+
+def test_the_compose_export_says_it_describes_one_instance(project):
+    from devstack.compose import compose_dict
+
+    with pytest.raises(ConfigError, match="INSTANCES is 2: export with INSTANCES=1"):
+        compose_dict(spec_for(project, INSTANCES="2"), project)
