@@ -32,12 +32,17 @@ def command(address: tuple[str, int], line: str, timeout: float = 3.0) -> str:
         raise EngineError(f"the load balancer's runtime API at {address[0]}:{address[1]} did not answer "
                           f"`{line}` ({exc}): see `devstack logs lb`") from None
     answer = b"".join(chunks).decode("utf-8", "replace").strip()
-    if answer and not answer.startswith(("Server", "Done")) and "No such" in answer:
-        raise EngineError(f"the load balancer refused `{line}`: {answer}")
     return answer
+
+
+def set_server_state(address: tuple[str, int], backend: str, server: str, state: str) -> None:
+    line = f"set server {backend}/{server} state {state}"
+    answer = command(address, line)
+    if answer:  # haproxy answers this command with nothing, unless it refuses it ("No such server.")
+        raise EngineError(f"the load balancer refused `{line}`: {answer}")
 
 
 def set_state(address: tuple[str, int], balancer: BalancerSpec, backend: str, state: str) -> None:
     """`maint` (out of the rotation) or `ready` (back, once its health checks pass), in every listener."""
     for listener in balancer.listeners:
-        command(address, f"set server {listener_name(listener)}/{backend} state {state}")
+        set_server_state(address, listener_name(listener), backend, state)

@@ -222,3 +222,30 @@ def test_the_compose_export_says_it_describes_one_instance(project):
 
     with pytest.raises(ConfigError, match="INSTANCES is 2: export with INSTANCES=1"):
         compose_dict(spec_for(project, INSTANCES="2"), project)
+
+
+def test_the_runtime_api_refusing_a_command_is_an_error_naming_it():
+    import socket
+    import threading
+
+    from devstack.balancer.runtime import set_server_state
+    from devstack.errors import EngineError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    answers = iter([b"", b"No such server.\n"])
+
+    def serve() -> None:  # haproxy's runtime API: one command per connection, then it closes
+        for answer in (next(answers), next(answers)):
+            conn, _ = server.accept()
+            conn.recv(1024)
+            conn.sendall(answer)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = server.getsockname()
+    set_server_state(address, "sifu", "i1", "maint")  # accepted: nothing said
+    with pytest.raises(EngineError, match="refused `set server sifu/i9 state maint`: No such server"):
+        set_server_state(address, "sifu", "i9", "maint")
+    server.close()
