@@ -249,6 +249,9 @@ class DatabaseSpec:
 
     def describe(self) -> str:
         return f"{self.user}@{self.hostname}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """One instance of the environment, as an EC2 instance of it runs: a notebook container and the
     EB-mimic proxy in front of it, with the proxy's own configuration generations."""
@@ -312,6 +315,9 @@ class StackSpec:
     # EB's environment properties, with their sources (what reaches the notebook as variables).
     environment: EbEnvironment = field(default_factory=EbEnvironment)
     database: DatabaseSpec | None = None  # the coupled RDS devstack runs, if any
+    # The environment's instances (one, unless INSTANCES says more) and, with more, the load balancer.
+    instances: tuple[InstanceSpec, ...] = ()
+    balancer: BalancerSpec | None = None
 
     def secret_values(self) -> list[str]:
         """Values no line devstack prints may carry: secret properties, the database's passwords."""
@@ -319,9 +325,6 @@ class StackSpec:
         if self.database is not None:
             found += [self.database.password, self.database.root_password, self.database.build_password]
         return [value for value in found if value]
-    # The environment's instances (one, unless INSTANCES says more) and, with more, the load balancer.
-    instances: tuple[InstanceSpec, ...] = ()
-    balancer: BalancerSpec | None = None
 
     def service(self, name: str) -> ServiceSpec:
         """A service by name; "notebook" and "proxy" also name the first instance's when there are several."""
