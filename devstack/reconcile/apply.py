@@ -133,7 +133,7 @@ class Applier:
             self._proxies[proxy] = ProxyLoader(self.engine, self.spec, self.notify, proxy)
         return self._proxies[proxy]
 
-    def load_proxy_config(self, proxy: str | None = None) -> bool:
+    def load_proxy_config(self, proxy: str | None = None, moved_only: bool = False) -> bool:
         """Load the configuration for where each instance's notebook is now (or one instance's: its proxy
         service's name); one inspect each: this runs on every saved proxy file, within the reload's 0.3 s."""
         changed = False
@@ -141,7 +141,10 @@ class Applier:
             if proxy is not None and proxy not in (instance.proxy, "proxy" if instance.number == 1 else ""):
                 continue
             notebook = self.engine.container(self.spec.service(instance.notebook).container_name)
-            changed = self.loader(instance.proxy).load(notebook_address(self.spec, notebook)) or changed
+            address, loader = notebook_address(self.spec, notebook), self.loader(instance.proxy)
+            if moved_only and address and address == loader.address:
+                continue
+            changed = loader.load(address) or changed
         return changed
 
     def superseded(self, image_id: str) -> None:

@@ -25,6 +25,7 @@ class ProxyLoader:
         self.notify = notify
         self.proxy_service = proxy  # the sidecar's service name: "proxy", or "proxy-K" with several instances
         self.store = ProxyConfigStore(self.proxy_spec.config_dir)
+        self.address = ""  # the notebook address the last configuration this loader checked was for
         # (the sidecar's ID and start time, a shell open in it): a restart ends the shell, so it keys it too.
         self._shell: tuple[tuple[str, Any], ContainerShell] | None = None
 
@@ -42,6 +43,7 @@ class ProxyLoader:
         rendered = render_proxy_config(self.proxy_spec, address)
         served = self.store.current_files()
         if served == rendered.files:
+            self.address = address
             return False
         ensure_state_dir(self.spec.state_dir)
         generation = self.store.stage(rendered)
@@ -67,6 +69,7 @@ class ProxyLoader:
                                        f"connections after 5 s ({output.strip()}): see `devstack logs proxy`")
             if code != 0:
                 self.engine.signal(proxy.id, proxy.name, "SIGHUP")
+            self.address = address
             self.notify(ProxyLoaded(f"{self._whose}configuration {generation} checked and reloaded "
                                     f"(notebook at {address})", proxy_spec.name, generation))
             return True
@@ -81,6 +84,7 @@ class ProxyLoader:
             raise ProxyConfigError("nginx rejected the proxy configuration, so the proxy was not started: "
                                    + self._explain(output, generation, rendered))
         self.store.activate(generation)
+        self.address = address
         self.notify(ProxyLoaded(f"{self._whose}configuration {generation} checked and written (notebook at {address})",
                                 proxy_spec.name, generation))
         return True

@@ -163,10 +163,11 @@ class Stack:
                         force=source.force)
         return plan_stack(self.spec, observed, inputs)
 
-    def reload_proxy(self) -> bool:
+    def reload_proxy(self, moved_only: bool = False) -> bool:
         """The proxy's own reconcile, without the images': load the configuration for the notebook's
-        current address if it differs from what is served. Returns whether it did."""
-        return self.applier().load_proxy_config()
+        current address if it differs from what is served (`moved_only`: only for a notebook whose
+        address is not the one last loaded). Returns whether it did."""
+        return self.applier().load_proxy_config(moved_only=moved_only)
 
     def restore(self, containers: list[ContainerInfo]) -> None:
         """Start again containers of the stack that stopped without devstack stopping them (killed,

@@ -407,7 +407,10 @@ class ChangeLoop:
 
     def _refresh_proxy(self, request: RefreshProxy) -> None:
         try:
-            self.stack.reload_proxy()
+            # Only where a notebook came back on another address: a start the loop made itself (a
+            # recreate, the staging flip) was followed by its own load, and a template saved meanwhile
+            # is the next change's to apply and report.
+            self.stack.reload_proxy(moved_only=True)
         except DevstackError as exc:
             self._fail(f"{request.reason}: {exc}")
 
