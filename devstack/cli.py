@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 from functools import cache
@@ -47,6 +48,14 @@ def _piped_width() -> int | None:
 redact = Redactor()
 
 SERVICES = ("notebook", "proxy", "rds")
+# With INSTANCES > 1 each instance's services are numbered (notebook-2, proxy-2) and the load balancer is lb.
+_SERVICE_NAME = re.compile(r"^(notebook|proxy)(-[1-9])?$|^lb$")
+
+
+def _check_service(service: str) -> None:
+    if service not in SERVICES and not _SERVICE_NAME.match(service):
+        raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)} (with INSTANCES > 1 "
+                            "also notebook-K, proxy-K and lb)")
 
 
 class Session:
@@ -138,6 +147,8 @@ def up(
     remove: bool = typer.Option(False, "--rm", help=(
         "Remove the containers and network when the foreground run ends (Ctrl-C, SIGTERM, SIGHUP, or the stack "
         "failing to come up); images and the notebooks folder are kept.")),
+    instances: Optional[int] = typer.Option(None, "--instances", metavar="N", help=(
+        "Run N instances behind a load balancer (as --set INSTANCES=N).")),
 ) -> None:
     """Build what is missing or out of date, start the stack, wait until it answers through the proxy."""
     if remove and detach:
@@ -145,6 +156,8 @@ def up(
     session = _session(ctx)
     if no_notebooks_mount:
         session.flags["NOTEBOOKS_DIR"] = ""
+    if instances is not None:
+        session.flags["INSTANCES"] = str(instances)
     session.publish = list(publish)
     from .foreground import ForegroundRun
 
@@ -213,6 +226,30 @@ def down_by_label(session: Session, invalid: ConfigError) -> None:
 
 
 @app.command()
+def stop(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(None, help="notebook-2, proxy-1, lb ... (default: every container)."),
+) -> None:
+    """Stop containers of the stack and keep them: with several instances, take one down (`stop notebook-2`)
+    and watch the load balancer route around it."""
+    for service in services or ():
+        _check_service(service)
+    _session(ctx).stack().stop(tuple(services or ()))
+
+
+@app.command()
+def start(
+    ctx: typer.Context,
+    services: list[str] = typer.Argument(None, help="notebook-2, proxy-1, lb ... (default: every stopped one)."),
+) -> None:
+    """Start stopped containers again (`start notebook-2` brings an instance back once its health checks pass);
+    its proxy is pointed at the notebook's new address."""
+    for service in services or ():
+        _check_service(service)
+    _session(ctx).stack().start(tuple(services or ()))
+
+
+@app.command()
 def build(
     ctx: typer.Context,
     images: list[str] = typer.Argument(None, help="base, notebook, or both (default)."),
@@ -252,8 +289,8 @@ def logs(
     tail: str = typer.Option("all", "--tail", "-n", help="Lines from the end of each log, or 'all'."),
 ) -> None:
     """Print the containers' logs, secrets redacted."""
-    if service is not None and service not in SERVICES:
-        raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    if service is not None:
+        _check_service(service)
     if tail != "all" and not is_number(tail):
         raise DevstackError(f"--tail {tail!r}: give a number of lines or 'all'")
     lines = _session(ctx).stack().running.stream_logs(service, int(tail) if is_number(tail) else "all", follow)
@@ -275,15 +312,14 @@ def shell(
     user: Optional[str] = typer.Option(None, "--user", "-u", help=_USER_HELP),
 ) -> None:
     """An interactive shell in a service's container (bash when it has it, sh otherwise)."""
-    if service not in SERVICES:
-        raise DevstackError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    _check_service(service)
     raise typer.Exit(_session(ctx).stack().running.shell(service, user))
 
 
 def split_exec_args(args: list[str]) -> tuple[str, list[str]]:
     """`[SERVICE] [--] CMD...` as (service, command). Click keeps a `--` that follows the service."""
     service, command = "notebook", list(args)
-    if command and command[0] in SERVICES:
+    if command and (command[0] in SERVICES or _SERVICE_NAME.match(command[0])):
         service, command = command[0], command[1:]
     if command[:1] == ["--"]:
         command = command[1:]

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 from .proxy.render import render_proxy_config
 from .settings import Settings
 from .spec import PROXY_MOUNT, MountSpec, ServiceSpec, StackSpec, load_stack
@@ -47,6 +48,9 @@ HEADER = """\
 
 def compose_dict(spec: StackSpec, base_dir: Path, proxy_dir: str = f"./{PROXY_FOLDER}") -> dict[str, Any]:
     """The compose file for this stack; host paths relative to `base_dir` (the compose file's folder)."""
+    if spec.balancer is not None:
+        raise ConfigError(f"the compose export describes one instance, and INSTANCES is {len(spec.instance_list)}: "
+                          "export with INSTANCES=1 (`--set INSTANCES=1`)")
     base, final = spec.image("base"), spec.image("notebook")
     notebook, proxy = spec.service("notebook"), spec.service("proxy")
     services: dict[str, Any] = {

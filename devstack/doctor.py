@@ -17,6 +17,7 @@ from pathlib import Path
 from .docker.engine import ContainerInfo, Engine, where_docker_is
 from .app_lint import ebextensions_inventory, lint_app
 from .errors import ConflictError, DevstackError
+from .balancer.lint import lint_balancer
 from .proxy.lint import lint_stack
 from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .reconcile.plan import duplicates_to_remove
@@ -302,10 +303,11 @@ def check_database(doctor: Doctor) -> list[CheckResult]:
 
 
 def check_proxy_lint(doctor: Doctor) -> list[CheckResult]:
-    findings = lint_stack(doctor.spec, doctor.settings)
+    findings = lint_stack(doctor.spec, doctor.settings) + lint_balancer(doctor.spec)
     flavor = CheckResult("proxy flavour", INFO, doctor.spec.proxy.choice.describe().removeprefix("proxy: "))
-    proxy_findings = [f for f in findings if f.code != "frame-site"]
-    results = [CheckResult("frame & cookies" if f.code == "frame-site" else "proxy lint",
+    proxy_findings = [f for f in findings if f.code != "frame-site" and not f.code.startswith("lb-")]
+    results = [CheckResult("frame & cookies" if f.code == "frame-site" else
+                           "load balancer lint" if f.code.startswith("lb-") else "proxy lint",
                            FAIL if f.severity == "error" else WARN,
                            f"{f.where() + ': ' if f.where() else ''}{f.message}", f.fix) for f in findings]
     if not proxy_findings:

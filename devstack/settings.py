@@ -176,6 +176,14 @@ class Settings(BaseModel):
     proxy_templates: str = Field("", alias="PROXY_TEMPLATES", description=(
         "Folder of the proxy's configuration templates (the tree nginx/ mirrors). "
         "Default: the one bundled with devstack (nginx/)."))
+    instances: int = Field(1, alias="INSTANCES", ge=1, le=9, description=(
+        "How many instances the environment runs, each a notebook container and its own EB-mimic proxy "
+        "(<project>-notebook-K, <project>-proxy-K when more than one), all sharing NOTEBOOKS_DIR (the EFS "
+        "stand-in). More than one puts a load balancer (<project>-lb, LB_IMAGE) in front, configured from "
+        "the project's .ebextensions as EB's would be. `up --instances N` sets it for one run."))
+    lb_image: str = Field("haproxy:2.8", alias="LB_IMAGE", description=(
+        "Image of the load balancer in front of the instances when INSTANCES is more than 1: the official "
+        "haproxy image (or one laid out like it: /usr/local/etc/haproxy/haproxy.cfg, haproxy -W)."))
     kernel_idle_wait: float = Field(60.0, alias="KERNEL_IDLE_WAIT", ge=0, description=(
         "Seconds a watched change waits for busy Jupyter kernels to go idle before it recreates "
         "the notebook container (which would kill them)."))
@@ -256,8 +264,8 @@ class Settings(BaseModel):
             raise ValueError(f"must be one of {', '.join(PROXY_FLAVORS)}")
         return value
 
-    @field_validator("nginx_image", "openresty_image", "base_from_image", "base_image_tag", "notebook_image_tag",
-                     "rds_image")
+    @field_validator("nginx_image", "openresty_image", "lb_image", "base_from_image", "base_image_tag",
+                     "notebook_image_tag", "rds_image")
     @classmethod
     def _check_image(cls, value: str) -> str:
         if not _IMAGE_REF.match(value):

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .balancer.health import RequestStats
 from .probes import PROBE_USER_AGENT, ProbeResult
 
 LIVE_STATE_FILE = "live.json"
@@ -44,6 +45,18 @@ class BuildProgress:
 
 
 @dataclass(frozen=True)
+class InstanceStatus:
+    """One instance as EB's enhanced health shows it: the load balancer's view and its last minute."""
+
+    number: int
+    notebook: str  # its containers
+    proxy: str
+    lb_status: str  # UP, DOWN, MAINT, ... as the load balancer's health checks say; "" without one
+    lb_check: str  # the last check's result (L7OK, L4CON, L7STS ...)
+    requests: RequestStats
+
+
+@dataclass(frozen=True)
 class StackStatus:
     project: str
     taken_at: datetime
@@ -52,6 +65,9 @@ class StackStatus:
     urls: dict[str, str]
     live: LiveFacts = field(default_factory=lambda: LiveFacts())  # what a watching devstack adds
     logs: tuple[str, ...] = ()  # the latest log lines
+    # EB's enhanced health: per instance, and the environment's (every instance's requests together).
+    instances: tuple[InstanceStatus, ...] = ()
+    environment: RequestStats | None = None
 
 
 @dataclass(frozen=True)

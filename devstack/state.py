@@ -49,13 +49,17 @@ def ensure_secrets(settings: Settings) -> ProjectSecrets:
     generated = _read_generated(state_dir)
     if not generated:
         generated = {"jupyter_token": random.token_hex(24), "sifu_secret": random.token_hex(32)}
-        _write_private(state_dir / "generated-secrets.json", json.dumps(generated))
+    if "jupyter_cookie_secret" not in generated:  # added later: projects made before get theirs now
+        generated["jupyter_cookie_secret"] = random.token_hex(32)
+    _write_private(state_dir / "generated-secrets.json", json.dumps(generated))
     project_secrets = ProjectSecrets(
         settings.jupyter_token.get_secret_value() or generated["jupyter_token"], generated["sifu_secret"])
     mount = state_dir / "secrets"
     mount.mkdir(mode=0o700, exist_ok=True)
     _write_private(mount / "jupyter_token", project_secrets.jupyter_token)
     _write_private(mount / "sifu_secret", project_secrets.sifu_secret)
+    # Jupyter's login cookie key, one for every instance (not in the fingerprint: it recreates nothing).
+    _write_private(mount / "jupyter_cookie_secret", generated["jupyter_cookie_secret"])
     return project_secrets
 
 

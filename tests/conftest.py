@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Re-exported: the test modules import the harness from here.
 from project import (  # noqa: E402, F401
-    NGINX_IMAGE, OPENRESTY_IMAGE, PROJECT_LABEL, RDS_IMAGE, TEST_BASE_TAG, TEST_NOTEBOOK_TAG, Project, free_port,
-    new_project)
+    LB_IMAGE, NGINX_IMAGE, OPENRESTY_IMAGE, PROJECT_LABEL, RDS_IMAGE, TEST_BASE_TAG, TEST_NOTEBOOK_TAG, Project,
+    free_port, new_project)
 from seed import ensure_rds_image, ensure_seed_images  # noqa: E402
 
 # One id per test run, so that parallel runs (and leftovers of a killed run) never collide.
@@ -51,7 +51,7 @@ def docker_client():
         client.ping()
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"these tests need a running Docker Engine ({exc}); .ci/run starts one", pytrace=False)
-    ensure_seed_images(nginx_tag=NGINX_IMAGE, openresty_tag=OPENRESTY_IMAGE)
+    ensure_seed_images(nginx_tag=NGINX_IMAGE, openresty_tag=OPENRESTY_IMAGE, lb_tag=LB_IMAGE)
     yield client
     _remove_by_label(client, f"dst{RUN_ID}", prefix=True)
     _remove_run_image_tags(client)

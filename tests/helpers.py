@@ -190,3 +190,50 @@ class OnTerminal:
     def mark(self) -> int:
         """Where the output is now: `wait_for(..., after=mark)` only looks at what comes next."""
         return len(self.output)
+class RequestLoop:
+    """Requests sent in a loop from a background thread, to each URL in turn with a logged-in browser's
+    client (and, for Sifu's /health, a fresh client each time as well): every answer that is not 200, or
+    no answer at all, is a failure; and the longest time one URL went without a good answer is the gap a
+    user saw."""
+
+    def __init__(self, client: httpx.Client, urls: list[str], interval: float = 0.02):
+        import threading
+
+        self.client, self.urls, self.interval = client, urls, interval
+        self.sent = 0
+        self.failures: list[str] = []
+        self.longest_gap = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        last_ok = {url: time.monotonic() for url in self.urls}
+        while not self._stop.is_set():
+            for url in self.urls:
+                self.sent += 1
+                try:
+                    code = self.client.get(url, timeout=10).status_code
+                    fresh = httpx.get(url, timeout=10, trust_env=False).status_code if url.endswith("/health") \
+                        else None
+                    ok = code == 200 and fresh in (None, 200)
+                    detail = f"{url}: {code}" + (f", fresh client {fresh}" if fresh is not None else "")
+                except httpx.HTTPError as exc:
+                    ok, detail = False, f"{url}: {type(exc).__name__}"
+                now = time.monotonic()
+                if ok:
+                    self.longest_gap = max(self.longest_gap, now - last_ok[url])
+                    last_ok[url] = now
+                else:
+                    self.failures.append(detail)
+            time.sleep(self.interval)
+        now = time.monotonic()  # a URL still failing when the loop ends: its gap so far
+        if self.failures:
+            self.longest_gap = max([self.longest_gap, *(now - at for at in last_ok.values())])

@@ -22,6 +22,7 @@ TEST_NOTEBOOK_TAG = f"devstack-test/notebook:{_CHECKOUT}"
 NGINX_IMAGE = os.environ.get("NGINX_IMAGE", "nginx:stable")
 OPENRESTY_IMAGE = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
 RDS_IMAGE = os.environ.get("RDS_IMAGE", "mysql:8.0")
+LB_IMAGE = os.environ.get("LB_IMAGE", "haproxy:2.8")
 PROJECT_LABEL = "devstack.project"
 
 
@@ -113,6 +114,7 @@ def new_project(base_dir: Path, name: str, kind: type[P] = Project, **settings: 
         "NOTEBOOK_IMAGE_TAG": TEST_NOTEBOOK_TAG,
         "NGINX_IMAGE": NGINX_IMAGE,
         "OPENRESTY_IMAGE": OPENRESTY_IMAGE,
+        "LB_IMAGE": LB_IMAGE,
         **settings,
     }
     project.write_env()

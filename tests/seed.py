@@ -2,11 +2,11 @@
 
 On a machine that reaches Docker Hub the tags are pulled. Where no registry is
 reachable (CI here), `debian:bookworm-slim` is made with debootstrap and
-`docker import`, and the nginx and OpenResty images are built from it with
-Debian's nginx (and, for OpenResty, the modules it bundles), laid out like the
-official images, and the MySQL image (RDS_IMAGE's default) from Debian's MariaDB
-with an entrypoint that follows the official image's contract. An existing tag
-is never replaced.
+`docker import`, and the nginx, OpenResty and haproxy images are built from it
+with Debian's nginx (and, for OpenResty, the modules it bundles) and Debian's
+haproxy, laid out like the official images, and the MySQL image (RDS_IMAGE's
+default) from Debian's MariaDB with an entrypoint that follows the official
+image's contract. An existing tag is never replaced.
 
     python tests/seed.py            # seed what is missing
 """
@@ -26,6 +26,7 @@ DEBIAN_TAG = os.environ.get("BASE_FROM_IMAGE", "debian:bookworm-slim")
 NGINX_TAG = os.environ.get("NGINX_IMAGE", "nginx:stable")
 OPENRESTY_TAG = os.environ.get("OPENRESTY_IMAGE", "openresty/openresty:1.27.1.2-bookworm")
 RDS_TAG = os.environ.get("RDS_IMAGE", "mysql:8.0")
+LB_TAG = os.environ.get("LB_IMAGE", "haproxy:2.8")
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HERE = Path(__file__).resolve().parent
 
@@ -73,7 +74,7 @@ def seed_from_debian(client: docker.DockerClient, image: str, tag: str, base: st
 
 
 def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG,
-                       openresty_tag: str = OPENRESTY_TAG) -> None:
+                       openresty_tag: str = OPENRESTY_TAG, lb_tag: str = LB_TAG) -> None:
     client = docker.from_env(timeout=600)
     try:
         if not _has(client, debian_tag) and not _try_pull(client, debian_tag):
@@ -86,6 +87,9 @@ def ensure_seed_images(debian_tag: str = DEBIAN_TAG, nginx_tag: str = NGINX_TAG,
             print(f"seeding {openresty_tag} from {debian_tag} with Debian's nginx and OpenResty's modules",
                   file=sys.stderr)
             seed_from_debian(client, "openresty", openresty_tag, debian_tag)
+        if not _has(client, lb_tag) and not _try_pull(client, lb_tag):
+            print(f"seeding {lb_tag} from {debian_tag} with Debian's haproxy", file=sys.stderr)
+            seed_from_debian(client, "haproxy", lb_tag, debian_tag)
     finally:
         client.close()
 

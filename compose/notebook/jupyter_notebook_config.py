@@ -36,6 +36,12 @@ c.NotebookApp.websocket_url = ""
 # The token comes from JUPYTER_TOKEN_FILE (Jupyter reads it itself), so it is
 # never printed in the startup banner.
 c.NotebookApp.login_handler_class = "sifu_gate.SifuGateLoginHandler"
+# Every instance of the environment (INSTANCES > 1) signs Jupyter's login cookie with the project's
+# one secret, so a browser the load balancer sends to another instance stays logged in there: what
+# that instance does not have is the kernels started on the first.
+_COOKIE_SECRET_FILE = "/run/devstack/jupyter_cookie_secret"
+if os.path.exists(_COOKIE_SECRET_FILE):
+    c.NotebookApp.cookie_secret_file = _COOKIE_SECRET_FILE
 
 
 def _allow_listed_addresses(addresses):

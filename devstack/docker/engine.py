@@ -416,6 +416,9 @@ class Engine:
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, f"container {name}") from None
 
+    def rename(self, container_id: str, name: str, new_name: str) -> None:
+        _guard(self._api.rename, container_id, new_name, what=f"container {name}")
+
     def signal(self, container_id: str, name: str, signal: str) -> None:
         _guard(self._api.kill, container_id, signal=signal, what=f"container {name}")
 

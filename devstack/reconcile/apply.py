@@ -12,6 +12,7 @@ from ..redact import Redactor
 from ..spec import BUILD_DOCKER_ENVS, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
 from .database import build_password_in_effect, wait_until_accepting
 from .images import build_image, refuse_secrets_in_context
+from .lb_config import load_lb_config
 from .plan import Step, Verb, notebook_address
 from .proxy_config import ProxyLoader
 
@@ -29,7 +30,8 @@ class Applier:
         self.notify = notify
         self.redact = redact
         self.refuse_secrets = refuse_secrets or (lambda image: None)
-        self.proxy = ProxyLoader(engine, spec, notify)
+        self.proxy = ProxyLoader(engine, spec, notify)  # the (first) instance's
+        self._proxies: dict[str, ProxyLoader] = {}  # the other instances', by proxy service name
         self.images: dict[str, ImageSpec] = {image.name: image for image in spec.images}
         self.no_cache = False
         self.database_timeout = database_timeout  # RDS_READY_TIMEOUT
@@ -41,6 +43,8 @@ class Applier:
     def describe(self, spec: StackSpec) -> None:
         """The stack was described again (the project's proxy files changed)."""
         self.spec = self.proxy.spec = spec
+        for loader in self._proxies.values():
+            loader.spec = spec
 
     def apply(self, step: Step) -> None:
         if step.verb is not Verb.LOAD_PROXY_CONFIG:  # the loader says what it loaded, and whether
@@ -57,6 +61,7 @@ class Applier:
             Verb.LOAD_PROXY_CONFIG: self._load_proxy_config,
             Verb.CREATE_VOLUME: self._create_volume,
             Verb.WAIT_READY: self._wait_ready,
+            Verb.LOAD_LB_CONFIG: self._load_lb_config,
         }[step.verb]
         handler(step)
 
@@ -114,13 +119,37 @@ class Applier:
         self.engine.start(step.container_id, self.spec.service(step.target).container_name)
 
     def _load_proxy_config(self, step: Step) -> None:
-        self.load_proxy_config()
+        self.load_proxy_config(step.target)
 
-    def load_proxy_config(self) -> bool:
-        """Load the configuration for where the notebook is now (one inspect: this runs on every saved
-        proxy file, within the reload's 0.3 s)."""
-        notebook = self.engine.container(self.spec.service("notebook").container_name)
-        return self.proxy.load(notebook_address(self.spec, notebook))
+    def _load_lb_config(self, step: Step) -> None:
+        load_lb_config(self.engine, self.spec)
+
+    def loader(self, proxy: str) -> ProxyLoader:
+        """The loader of one instance's sidecar (each keeps its own shell open there)."""
+        first = self.spec.instance_list[0].proxy
+        if proxy in ("proxy", first):
+            return self.proxy
+        if proxy not in self._proxies:
+            self._proxies[proxy] = ProxyLoader(self.engine, self.spec, self.notify, proxy)
+        return self._proxies[proxy]
+
+    def load_proxy_config(self, proxy: str | None = None, moved_only: bool = False) -> bool:
+        """Load the configuration for where each instance's notebook is now (or one instance's: its proxy
+        service's name); one inspect each: this runs on every saved proxy file, within the reload's 0.3 s."""
+        changed = False
+        for instance in self.spec.instance_list:
+            if proxy is not None and proxy not in (instance.proxy, "proxy" if instance.number == 1 else ""):
+                continue
+            notebook = self.engine.container(self.spec.service(instance.notebook).container_name)
+            address, loader = notebook_address(self.spec, notebook), self.loader(instance.proxy)
+            if moved_only and address and address == loader.address:
+                continue
+            changed = loader.load(address) or changed
+        return changed
+
+    def superseded(self, image_id: str) -> None:
+        """An image a replaced container used: removed with the others once nothing uses it."""
+        self._superseded.add(image_id)
 
     # -- afterwards ---------------------------------------------------------------
 

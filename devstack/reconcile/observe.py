@@ -6,6 +6,7 @@ from ..docker.engine import Engine
 from ..proxy.render import ProxyConfigStore
 from ..spec import StackSpec
 from .database import accepts_connections, database_container
+from .lb_config import current_lb_config
 from .plan import Observed
 
 
@@ -28,7 +29,9 @@ def observe(engine: Engine, spec: StackSpec) -> Observed:
         labelled=tuple(engine.containers(spec.project)),
         network=networks[0] if networks else None,
         duplicate_networks=tuple(networks[1:]),
-        proxy_files=ProxyConfigStore(spec.proxy.config_dir).current_files() or {},
+        proxies={instance.proxy: ProxyConfigStore(instance.proxy_spec.config_dir).current_files() or {}
+                 for instance in spec.instance_list},
+        lb_config=current_lb_config(spec.balancer) if spec.balancer is not None else None,
         volumes=volumes,
         ready=ready,
     )

@@ -3,9 +3,11 @@
 `plan_stack` is the one place that decides what each hash is made of (an image's: its context
 and its parent's ID; a container's: its spec, its image's ID, and for the notebook the secrets'
 fingerprint), so `up`, the watcher asking whether a recreate is coming, and the applier all agree.
-Steps come in the order they must be applied: the proxy's image (pulled first, so that a missing
-one stops `up` before anything is built or started), images (base first), the network, the
-notebook container, the proxy's configuration (the notebook's address), the proxy container.
+Steps come in the order they must be applied: the proxy's image and the load balancer's (pulled
+first, so that a missing one stops `up` before anything is built or started), images (base first),
+the network, the containers of services the stack no longer has (INSTANCES changed), then for each
+instance the notebook container, the proxy's configuration (the notebook's address), the proxy
+container; with several instances, last, the load balancer's configuration and container.
 A step that needs what an earlier one produces (a new image's ID, the notebook's new IP) is
 listed with `ready=False`: the applier applies the ready ones, observes again, and plans again.
 """
@@ -13,6 +15,7 @@ listed with `ready=False`: the applier applies the ready ones, observes again, a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -34,6 +37,7 @@ class Verb(str, Enum):
     LOAD_PROXY_CONFIG = "load proxy configuration"
     CREATE_VOLUME = "create volume"
     WAIT_READY = "wait for"  # a service that must answer before what follows (the coupled database)
+    LOAD_LB_CONFIG = "load load balancer configuration"
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,14 @@ class Observed:
     network: NetworkInfo | None = None
     # Other networks of the same name (the engine allows several): the network is then ambiguous.
     duplicate_networks: tuple[NetworkInfo, ...] = ()
-    proxy_files: Mapping[str, str] = field(default_factory=dict)  # the configuration the sidecar serves
+    # The configuration each instance's sidecar serves, by its proxy service's name.
+    proxies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    lb_config: str | None = None  # the load balancer's configuration, as written; None: none yet
     volumes: Mapping[str, VolumeInfo] = field(default_factory=dict)  # by name: the stack's named volumes
     ready: frozenset[str] = frozenset()  # services whose readiness check passed (the coupled database)
 
-    def notebook_address(self, spec: StackSpec) -> str:
-        return notebook_address(spec, self.containers.get(spec.service("notebook").container_name))
+    def notebook_address(self, spec: StackSpec, service: str = "notebook") -> str:
+        return notebook_address(spec, self.containers.get(spec.service(service).container_name))
 
 
 def notebook_address(spec: StackSpec, notebook: ContainerInfo | None) -> str:
@@ -108,8 +114,10 @@ class Inputs:
 
     contexts: Mapping[str, str]  # image name -> digest of its build context (files, build args)
     secrets: str  # the generated secrets' fingerprint: a rotated secret means a new container
-    # The configuration for the notebook's observed address; None while it has none.
-    proxy_files: Mapping[str, str] | None = None
+    # Each instance's proxy configuration for its notebook's observed address (by proxy service name);
+    # missing or None while that notebook has none.
+    proxies: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict)
+    lb_config: str | None = None  # the load balancer's configuration, rendered (None: no load balancer)
     force: frozenset[str] = frozenset()  # images to build whatever their hash says (`devstack build`)
 
 
@@ -146,8 +154,8 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
     Raises ConflictError when a name the stack needs is held by something devstack did not create."""
     steps: list[Step] = []
     # Pulled before anything is built or created: a missing image must leave nothing half-started.
-    proxy = spec.service("proxy")
-    proxy_image = _pulled(proxy, observed, steps)
+    proxy_image = _pulled(spec.service("proxy"), observed, steps)
+    lb_image = _pulled(spec.service(spec.balancer.service), observed, steps) if spec.balancer is not None else None
     image_steps: list[Step] = []
     image_ids = _plan_images(spec, observed, inputs, image_steps)
     if spec.database is None:
@@ -163,16 +171,54 @@ def plan_stack(spec: StackSpec, observed: Observed, inputs: Inputs) -> Plan:
         waiting = _plan_database(spec, observed, steps)
         steps += [replace(s, ready=False) if waiting and s.verb is Verb.BUILD else s
                   for s in image_steps if s.target == final]
-    notebook = spec.service("notebook")
-    notebook_image = image_ids.get("notebook") if notebook.build else _pulled(notebook, observed, steps)
-    notebook_steps = _plan_container(spec, notebook, observed, notebook_image, inputs.secrets, steps)
-    if notebook_steps or inputs.proxy_files is None:
-        steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", "the notebook container gets a new address", ready=False))
-    elif dict(inputs.proxy_files) != dict(observed.proxy_files):
-        reason = "its configuration changed" if observed.proxy_files else "it has no configuration yet"
-        steps.append(Step(Verb.LOAD_PROXY_CONFIG, "proxy", reason))
-    _plan_container(spec, proxy, observed, proxy_image, "", steps)
+    steps += _plan_leftovers(spec, observed)
+    notebook_image = None
+    for number, instance in enumerate(spec.instance_list):
+        notebook, proxy = spec.service(instance.notebook), spec.service(instance.proxy)
+        if number == 0:  # every instance runs the same image: one pull, with the first
+            notebook_image = image_ids.get("notebook") if notebook.build else _pulled(notebook, observed, steps)
+        notebook_steps = _plan_container(spec, notebook, observed, notebook_image, inputs.secrets, steps)
+        rendered = inputs.proxies.get(instance.proxy)
+        served = observed.proxies.get(instance.proxy, {})
+        if notebook_steps or rendered is None:
+            steps.append(Step(Verb.LOAD_PROXY_CONFIG, proxy.name, "the notebook container gets a new address",
+                              ready=False))
+        elif dict(rendered) != dict(served):
+            reason = "its configuration changed" if served else "it has no configuration yet"
+            steps.append(Step(Verb.LOAD_PROXY_CONFIG, proxy.name, reason))
+        _plan_container(spec, proxy, observed, proxy_image, "", steps)
+    if spec.balancer is not None:
+        _plan_balancer(spec, observed, inputs, lb_image, steps)
     return Plan(tuple(steps))
+
+
+def _plan_balancer(spec: StackSpec, observed: Observed, inputs: Inputs, image: str | None,
+                   steps: list[Step]) -> None:
+    """The load balancer: its configuration (checked before it is written), its container (its image
+    was pulled first).
+    Its configuration names the proxies by their container names, so an instance's new address never
+    changes it; only what the project declares does, and a change is a reload, not a recreate."""
+    assert spec.balancer is not None
+    service = spec.service(spec.balancer.service)
+    if inputs.lb_config != observed.lb_config:
+        reason = "its declarations changed" if observed.lb_config else "it has no configuration yet"
+        steps.append(Step(Verb.LOAD_LB_CONFIG, service.name, reason, ready=image is not None))
+    _plan_container(spec, service, observed, image, "", steps)
+
+
+# A service of the instances' kind: what INSTANCES adds or takes away.
+_INSTANCE_SERVICE = re.compile(r"^(notebook|proxy)(-\d+)?$|^lb$")
+
+
+def _plan_leftovers(spec: StackSpec, observed: Observed) -> list[Step]:
+    """The containers of instances (or of a load balancer) the stack no longer has: removed first, since
+    what replaces them publishes the same ports. Only this project's, found by label."""
+    wanted = {service.name for service in spec.services}
+    return [Step(Verb.REMOVE, old.name, f"the stack now has {len(spec.instance_list)} instance"
+                 f"{'s' if len(spec.instance_list) > 1 else ''} (INSTANCES), and no {old.labels[LABEL_SERVICE]}",
+                 container_id=old.id)
+            for old in observed.labelled
+            if _INSTANCE_SERVICE.match(old.labels.get(LABEL_SERVICE, "")) and old.labels[LABEL_SERVICE] not in wanted]
 
 
 def _pulled(service: ServiceSpec, observed: Observed, steps: list[Step]) -> str | None:

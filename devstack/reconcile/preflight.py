@@ -19,6 +19,7 @@ from ..app_lint import ebextensions_inventory, lint_app
 from ..envlimits import EnvProblem, environment_problems
 from ..errors import ConfigError, ConflictError, EngineError, ProxyConfigError
 from ..events import Info, Warned
+from ..balancer.lint import lint_balancer
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..settings import ENV_FILE, Settings
 from ..spec import BUILD_DOCKER_ENVS, LABEL_PROJECT, HostPort, StackSpec
@@ -81,11 +82,11 @@ def report_lint(stack: Stack, enforce: bool = False) -> list[Finding]:
     (EB would load the same files; `nginx -t` in the sidecar is what refuses a configuration), except,
     with `enforce`, a directive of a module the flavour lacks: certain to be refused, and better named
     here (its module, the flavour that has it) than by nginx's `unknown directive`."""
-    findings = lint_stack(stack.spec, stack.settings)
+    findings = lint_stack(stack.spec, stack.settings) + lint_balancer(stack.spec)
     refused = [f for f in findings if enforce and f.code == MODULE_MISSING]
     for finding in findings:
         if finding not in refused:
-            stack.notify(Warned(finding.describe(), "proxy"))
+            stack.notify(Warned(finding.describe(), "lb" if finding.code.startswith("lb-") else "proxy"))
     if refused:
         raise ProxyConfigError(f"{refused[0].describe()} (nginx would refuse the file: nothing was started)")
     return findings

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+import httpx
 
 from ..docker.engine import ContainerInfo, now
 from ..errors import DevstackError, EngineError, NotReady
@@ -18,7 +21,8 @@ from ..state import load_secrets
 from ..hosts import url_host
 from .database import accepts_connections
 from .plan import notebook_address, owned
-from ..snapshot import ServiceStatus, StackStatus, is_probe_line
+from ..balancer.health import READ_HEALTHD, RequestStats, parse_healthd, request_stats
+from ..snapshot import InstanceStatus, ServiceStatus, StackStatus, is_probe_line
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -68,16 +72,17 @@ class Running:
                 state = "missing" if found is None else found.status
                 raise NotReady(f"container {service.container_name} is {state} while waiting for the stack "
                                "to answer", logs=self.last_logs(service.name))
-        notebook = self._spec.service("notebook")
-        try:
-            _, output = engine.exec(containers["notebook"].id, ["supervisorctl", "status"])
-        except EngineError:
-            return  # an image without supervisorctl: the probes' timeout decides
-        fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
-        if fatal:
-            raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
-                           "(it exited repeatedly right after starting): its log lines are below",
-                           logs=self.last_logs("notebook", lines=30))
+        for instance in self._spec.instance_list:
+            notebook = self._spec.service(instance.notebook)
+            try:
+                _, output = engine.exec(containers[notebook.name].id, ["supervisorctl", "status"])
+            except EngineError:
+                return  # an image without supervisorctl: the probes' timeout decides
+            fatal = [line.split()[0] for line in output.splitlines() if " FATAL " in f" {line} "]
+            if fatal:
+                raise NotReady(f"supervisor gave up on {', '.join(fatal)} in container {notebook.container_name} "
+                               "(it exited repeatedly right after starting): its log lines are below",
+                               logs=self.last_logs(notebook.name, lines=30))
 
     def status(self, with_probes: bool = True, log_lines: int = 0) -> StackStatus:
         """A snapshot for the status view: each service's container and image, the probes, the latest logs."""
@@ -116,7 +121,88 @@ class Running:
                 logs = tuple(line for line in self.last_logs(lines=log_lines) if not is_probe_line(line))
             except DevstackError:
                 logs = ()
-        return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs)
+        instances, environment = self.instance_health() if any(s.state == "running" for s in services) else ((), None)
+        return StackStatus(spec.project, now(), tuple(services), probes, spec.urls(), logs=logs,
+                           instances=instances, environment=environment)
+
+    def instance_health(self) -> tuple[tuple[InstanceStatus, ...], RequestStats]:
+        """What EB's enhanced health shows: each instance's last minute from its proxy's healthd log, the
+        load balancer's view of it, and the environment's requests together."""
+        engine, spec = self._stack.engine(), self._spec
+        health = self.lb_health()
+        backends = {b.instance: b.name for b in spec.balancer.backends} if spec.balancer else {}
+        instances, every = [], []
+        moment = time.time()
+        for instance in spec.instance_list:
+            proxy = self.container(instance.proxy)
+            requests = []
+            if proxy is not None and proxy.running:
+                try:
+                    _, output = engine.exec(proxy.id, ["sh", "-c", READ_HEALTHD])
+                    requests = parse_healthd(output.splitlines())
+                except EngineError:
+                    requests = []
+            every += requests
+            seen = health.get(backends.get(instance.number, ""))
+            instances.append(InstanceStatus(
+                instance.number, spec.service(instance.notebook).container_name,
+                spec.service(instance.proxy).container_name, seen.status if seen else "",
+                seen.check if seen else "", request_stats(requests, moment)))
+        return tuple(instances), request_stats(every, moment)
+
+    def lb_health(self):  # noqa: ANN201 - dict[str, balancer.stats.InstanceHealth], by backend ("i1", ...)
+        """The load balancer's view of each instance (its health checks); empty without a running one."""
+        from ..balancer.stats import fetch_stats, stats_address
+
+        balancer = self._spec.balancer
+        if balancer is None:
+            return {}
+        found = self.container(balancer.service)
+        address = stats_address(found.ports) if found is not None and found.running else None
+        if address is None:
+            return {}
+        try:
+            return fetch_stats(address, balancer)
+        except httpx.HTTPError:
+            return {}
+
+    def wait_instances(self, timeout: float, interval: float = 0.5) -> None:
+        """With several instances, until each is in service: the load balancer's health checks pass, and
+        its Jupyter answers in its own container. (The health check asks Sifu only, as EB's asks one URL:
+        through the load balancer alone, an instance whose Jupyter is still starting would get requests.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = self._instances_not_ready()
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise NotReady(f"not ready after {timeout:.0f}s: {'; '.join(waiting)}",
+                               logs=self.last_logs(lines=10))
+            time.sleep(interval)
+
+    def _instances_not_ready(self) -> list[str]:
+        from .deploy import answers_check
+
+        spec, engine = self._spec, self._stack.engine()
+        health = self.lb_health()
+        waiting = []
+        for instance, backend in zip(spec.instance_list, spec.balancer.backends if spec.balancer else ()):
+            seen = health.get(backend.name)
+            if seen is None or not seen.in_service:
+                waiting.append(f"the load balancer has instance {instance.number} "
+                               f"{'unknown' if seen is None else f'{seen.status} ({seen.check})'}")
+                continue
+            notebook = self.container(instance.notebook)
+            if notebook is None or not notebook.running:
+                waiting.append(f"{spec.service(instance.notebook).container_name} is not running")
+                continue
+            try:
+                code, _ = engine.exec(notebook.id, answers_check(spec.network.jupyter.process_port))
+            except EngineError:
+                continue  # an image without python3: the load balancer's view decides
+            if code != 0:
+                waiting.append(f"Jupyter does not answer yet in {notebook.name}")
+        return waiting
 
     def probe(self) -> list[ProbeResult]:
         secrets = load_secrets(self._stack.settings)
@@ -160,7 +246,7 @@ class Running:
     def stream_logs(self, service: str | None, tail: int | str, follow: bool) -> Iterator[str]:
         """The logs of the stack's containers (one service, or all) as `service | line`, redacted,
         merged in the order lines arrive."""
-        targets = [(spec.name, found) for spec in self._spec.services if service in (None, spec.name)
+        targets = [(spec.name, found) for spec in self._spec.services if service in (None, spec.name, service_kind(spec.name))
                    if (found := self._stack.engine().container(spec.container_name)) is not None]
         if not targets:
             raise EngineError(f"no container of project {self._spec.project} to show: run `devstack up`")
@@ -208,9 +294,14 @@ class Running:
                                                 user=self.exec_user(service) if user is None else user)
 
     def restart_sifu(self) -> None:
-        """Restart only the Sifu program (supervisorctl); Jupyter and its kernels keep running."""
-        name = self._spec.service("notebook").container_name
-        notebook = self.container("notebook")
+        """Restart only the Sifu program (supervisorctl), in every instance; Jupyter and its kernels keep
+        running."""
+        for instance in self._spec.instance_list:
+            self._restart_sifu_in(instance.notebook)
+
+    def _restart_sifu_in(self, service: str) -> None:
+        name = self._spec.service(service).container_name
+        notebook = self.container(service)
         if notebook is None or not notebook.running:
             raise EngineError(f"container {name} is not running, so Sifu cannot be restarted in it: run `devstack up`")
         program = self._spec.app.sifu_program  # the name the image's supervisord.conf gives it
@@ -218,9 +309,9 @@ class Running:
         if code != 0 or "ERROR" in output:
             raise NotReady(f"supervisorctl could not restart Sifu in {name} ({' '.join(output.split())}): "
                            "its last log lines are below; fix the code and save again",
-                           logs=self.last_logs("notebook", lines=20))
+                           logs=self.last_logs(service, lines=20))
         self._stack.notify(Acted(f"restarted Sifu in {name} (supervisorctl); Jupyter and its kernels untouched",
-                                 "notebook"))
+                                 service))
 
     def busy_kernels(self) -> list[str]:
         """IDs of the Jupyter kernels busy executing. Asked of Jupyter itself at the notebook container's
@@ -266,6 +357,12 @@ class Running:
             elif not found.running:
                 stopped.append(found)
         return stopped, missing
+
+
+def service_kind(service: str) -> str:
+    """An instance's service by its kind: notebook-2 -> notebook (`logs notebook` shows every instance's)."""
+    head, _, number = service.rpartition("-")
+    return head if head and number.isdigit() else service
 
 
 def _short(image_id: str) -> str:

@@ -4,6 +4,7 @@ plan is empty; and stop or remove what it made."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from ..events import Acted, Info, Notify, Ready, Warned, ignore
 from ..lock import DEFAULT_WAIT_SECONDS, Holder, project_lock, waiting_line
 from ..probes import ProbeResult, stack_probes, wait_until_ready
 from ..proxy.lint import Finding
+from ..balancer.render import render_haproxy_config
 from ..proxy.render import render_proxy_config
 from ..redact import Redactor
 from ..settings import Settings
@@ -21,10 +23,11 @@ from ..spec import LABEL_IMAGE, ImageSpec, StackSpec, load_stack
 from ..state import ensure_secrets, load_secrets
 from . import preflight
 from .apply import Applier, StepHook
+from .deploy import Deployer
 from .images import context_digests, prepare_images, refuse_secrets_in_context
 from .observe import observe
 from .plan import Inputs, Plan, Step, Verb, plan_stack
-from .running import Running
+from .running import Running, service_kind
 
 # Each round applies the steps whose inputs are known, then observes again: base, final, notebook,
 # configuration, proxy take at most this many rounds; more means something undoes what was applied.
@@ -110,6 +113,7 @@ class Stack:
         applier.images.update({image.name: image for image in source.images})
         applier.no_cache = no_cache
         applied: list[Step] = []
+        deployer = Deployer(self)
         for _ in range(MAX_ROUNDS):
             plan = self._plan(source)
             steps = [s for s in plan.ready_steps() if not images_only or s.verb is Verb.BUILD
@@ -119,7 +123,10 @@ class Stack:
             for step in steps:
                 if before is not None:
                     before(step)
-                applier.apply(step)
+                if deployer.handles(step):  # a notebook replaced as EB deploys: rolling, or the staging flip
+                    deployer.apply(step, plan)
+                else:
+                    applier.apply(step)
                 applied.append(step)
                 if after is not None:
                     after(step)
@@ -146,16 +153,21 @@ class Stack:
 
     def _plan(self, source: _InputsSource) -> Plan:
         observed = observe(self.engine(), self.spec)
-        address = observed.notebook_address(self.spec)
-        inputs = Inputs(source.digests, source.secrets,
-                        proxy_files=render_proxy_config(self.spec.proxy, address).files if address else None,
+        proxies = {}
+        for instance in self.spec.instance_list:
+            address = observed.notebook_address(self.spec, instance.notebook)
+            proxies[instance.proxy] = render_proxy_config(instance.proxy_spec, address).files if address else None
+        balancer = self.spec.balancer
+        inputs = Inputs(source.digests, source.secrets, proxies=proxies,
+                        lb_config=render_haproxy_config(balancer) if balancer is not None else None,
                         force=source.force)
         return plan_stack(self.spec, observed, inputs)
 
-    def reload_proxy(self) -> bool:
+    def reload_proxy(self, moved_only: bool = False) -> bool:
         """The proxy's own reconcile, without the images': load the configuration for the notebook's
-        current address if it differs from what is served. Returns whether it did."""
-        return self.applier().load_proxy_config()
+        current address if it differs from what is served (`moved_only`: only for a notebook whose
+        address is not the one last loaded). Returns whether it did."""
+        return self.applier().load_proxy_config(moved_only=moved_only)
 
     def restore(self, containers: list[ContainerInfo]) -> None:
         """Start again containers of the stack that stopped without devstack stopping them (killed,
@@ -226,20 +238,27 @@ class Stack:
         """Wait until the stack answers through the proxy; `stop` set cuts the wait short (NotReady)."""
         secrets = ensure_secrets(self.settings)
         probes = stack_probes(self.spec, secrets.sifu_secret, secrets.jupyter_token)
+        started = time.monotonic()
         try:
             results = wait_until_ready(probes, timeout, still_alive=self.running.check_alive,
                                        stopped=stop.is_set if stop is not None else lambda: False)
+            if self.spec.balancer is not None:
+                self.running.wait_instances(max(1.0, timeout - (time.monotonic() - started)))
         except NotReady as exc:
             raise NotReady(self.redact(str(exc)), logs=exc.logs or self.running.last_logs()) from None
-        self.notify(Ready("ready: Sifu and Jupyter answer through the proxy"))
+        self.notify(Ready("ready: Sifu and Jupyter answer through the proxy" if self.spec.balancer is None else
+                          f"ready: Sifu and Jupyter answer through the load balancer, and its "
+                          f"{len(self.spec.instance_list)} instances are in service"))
         return results
 
-    def stop(self) -> None:
-        """Stop the project's containers, keep them (compose's Ctrl-C). They are stopped side by side:
-        what a Ctrl-C waits for is then the slowest container's stop, not the sum of them."""
+    def stop(self, services: tuple[str, ...] = ()) -> None:
+        """Stop the project's containers (or these services'), keep them (compose's Ctrl-C). They are
+        stopped side by side: what a Ctrl-C waits for is then the slowest container's stop, not the sum."""
         with self.exclusive():
             engine = self.engine()
-            running = [container for container in engine.containers(self.spec.project) if container.running]
+            names = self._container_names(services)
+            running = [container for container in engine.containers(self.spec.project)
+                       if container.running and (names is None or container.name in names)]
             errors: list[DevstackError] = []
 
             def stop_one(container: ContainerInfo) -> None:
@@ -258,6 +277,42 @@ class Stack:
                 thread.join()
             if errors:
                 raise errors[0]
+
+    def start(self, services: tuple[str, ...] = (), ready_timeout: float = 180.0) -> None:
+        """Start the stopped containers of the stack (or of these services), then point each instance's
+        proxy at its notebook's address, which a restart may change."""
+        with self.exclusive():
+            engine = self.engine()
+            names = self._container_names(services)
+            started = []
+            for service in self.spec.services:
+                if names is not None and service.container_name not in names:
+                    continue
+                found = self.running.container(service.name)
+                if found is None:
+                    raise EngineError(f"container {service.container_name} does not exist: run `devstack up`")
+                if not found.running:
+                    engine.start(found.id, found.name)
+                    self.notify(Acted(f"start {found.name}", service.name))
+                    started.append(service.name)
+            if started:
+                self.reload_proxy()
+                if self.spec.balancer is not None:
+                    self.running.wait_instances(ready_timeout)
+                    self.notify(Ready("ready: every instance is in service behind the load balancer"))
+
+    def _container_names(self, services: tuple[str, ...]) -> set[str] | None:
+        """The containers these services name ("notebook" and "proxy": every instance's); None: all."""
+        if not services:
+            return None
+        names = set()
+        for wanted in services:
+            matching = [s.container_name for s in self.spec.services if wanted in (s.name, service_kind(s.name))]
+            if not matching:
+                known = ", ".join(s.name for s in self.spec.services)
+                raise EngineError(f"the stack has no service {wanted}: it has {known}")
+            names.update(matching)
+        return names
 
     def down(self, remove_images: bool = False, remove_volumes: bool = False) -> None:
         """Remove the project's containers and network, found by label; nothing else. The database's

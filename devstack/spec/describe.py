@@ -7,13 +7,22 @@ does both.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..hosts import LOOPBACK_NAMES, is_wildcard
 from ..settings import Settings
+from .balancer import LbListener
 from .model import (
     BUILD_DOCKER_ENVS,
+    LABEL_INSTANCE,
+    LB_CONFIG_DIR,
+    LB_ADMIN_PORT,
+    LB_STATS_PORT,
+    BalancerSpec,
+    InstanceSpec,
+    LbBackend,
     LABEL_PROJECT,
     AppSpec,
     LABEL_SERVICE,
@@ -58,9 +67,32 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
     docker_envs_path = state_dir / "docker_envs" if project.docker_envs else None
     proxy_dir = state_dir / "proxy"
     choice = proxy_choice(settings, project)
+    if settings.instances > 1 and network.host_mode:
+        raise ConfigError(f"INSTANCES={settings.instances} with NETWORK_MODE=host: the instances' proxies would all "
+                          "bind the host's SIFU_PORT and JUPYTER_PORT; use NETWORK_MODE=bridge, or INSTANCES=1")
+    proxy = ProxySpec(
+        network=network,
+        upstreams=(
+            Upstream("sifu", network.sifu.process_port),
+            Upstream("jupyter", network.jupyter.process_port),
+            # EB's own default upstream points at the container's first exposed port.
+            Upstream("docker", network.sifu.process_port),
+        ),
+        server_templates=settings.proxy_templates_path,
+        config_dir=proxy_dir,
+        edx_origin=settings.edx_origin,
+        choice=choice,
+        project_files=project.proxy_files,
+        sources=proxy_source_folders(settings.project_dir),
+        hostnames=hostnames,
+    )
     notebook = (_notebook(settings, project, network, hostnames, database) if app is None
                 else _project_notebook(settings, project, network, app, database))
-    services = (notebook, _proxy(settings, network, proxy_dir, choice))
+    services, instances = _instances(settings, notebook, _proxy(settings, network, proxy_dir, choice), proxy)
+    balancer = _balancer(settings, project, network, proxy, instances, services) \
+        if settings.instances > 1 else None
+    if balancer is not None:
+        services += (_lb_service(settings, network, balancer),)
     if database is not None:
         services += (_database_service(settings, network, database),)
     return StackSpec(
@@ -70,22 +102,7 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         images=_bundled_images(settings, build_network) if app is None else _project_images(
             settings, app, project.docker_envs is not None and project.docker_envs.dockerfile_copy, build_network),
         services=services,
-        proxy=ProxySpec(
-            network=network,
-            upstreams=(
-                Upstream("sifu", network.sifu.process_port),
-                Upstream("jupyter", network.jupyter.process_port),
-                # EB's own default upstream points at the container's first exposed port.
-                Upstream("docker", network.sifu.process_port),
-            ),
-            server_templates=settings.proxy_templates_path,
-            config_dir=proxy_dir,
-            edx_origin=settings.edx_origin,
-            choice=choice,
-            project_files=project.proxy_files,
-            sources=proxy_source_folders(settings.project_dir),
-            hostnames=hostnames,
-        ),
+        proxy=proxy,
         notebooks_dir=settings.notebooks_path,
         state_dir=state_dir,
         app=_bundled_app(settings) if app is None else _project_app_spec(settings, app),
@@ -95,6 +112,79 @@ def describe_stack(settings: Settings, project: ProjectFacts) -> StackSpec:
         docker_envs_path=docker_envs_path,
         environment=project.environment,
         database=database,
+        instances=instances,
+        balancer=balancer,
+    )
+
+
+# -- the instances and the load balancer in front of them --------------------------------
+
+
+def _instances(settings: Settings, notebook: ServiceSpec, proxy_service: ServiceSpec, proxy: ProxySpec
+               ) -> tuple[tuple[ServiceSpec, ...], tuple[InstanceSpec, ...]]:
+    """One notebook and one proxy per instance. Alone, they keep today's names; with N > 1 each is
+    `<name>-K`, its proxy publishes nothing (the load balancer does) and has its own configuration
+    generations; EXTRA_PORTS stay on the first instance's notebook (a host port is published once)."""
+    if settings.instances == 1:
+        return (notebook, proxy_service), (InstanceSpec(1, notebook.name, proxy_service.name, proxy),)
+    services: list[ServiceSpec] = []
+    instances: list[InstanceSpec] = []
+    for number in range(1, settings.instances + 1):
+        proxy_dir = proxy.config_dir if number == 1 else proxy.config_dir.with_name(f"proxy-{number}")
+        own = replace(proxy, config_dir=proxy_dir)
+        services.append(_numbered(settings, notebook, number, ports=notebook.ports if number == 1 else ()))
+        services.append(_numbered(settings, proxy_service, number, ports=(),
+                                  mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),)))
+        instances.append(InstanceSpec(number, f"notebook-{number}", f"proxy-{number}", own))
+    return tuple(services), tuple(instances)
+
+
+def _numbered(settings: Settings, service: ServiceSpec, number: int, **changes: object) -> ServiceSpec:
+    name = f"{service.name}-{number}"
+    labels = (*_labels(settings, name), (LABEL_INSTANCE, str(number)))
+    return replace(service, name=name, container_name=f"{service.container_name}-{number}", labels=labels,
+                   **changes)  # type: ignore[arg-type]
+
+
+def _balancer(settings: Settings, project: ProjectFacts, network: NetworkLayout, proxy: ProxySpec,
+              instances: tuple[InstanceSpec, ...], services: tuple[ServiceSpec, ...]) -> BalancerSpec:
+    """The load balancer as the project declares it: for each published listener (the ports Sifu and
+    Jupyter are served on, 3334 and 3335 as in production) the declared protocol and instance port,
+    HTTP to the same port when nothing is declared (EB's default listener protocol)."""
+    declared = {listener.port: listener for listener in project.balancer.listeners}
+    listeners = tuple(declared.get(listener.nginx_port, LbListener(listener.nginx_port, "HTTP", listener.nginx_port))
+                      for listener in network.listeners)
+    health = project.balancer.health
+    instance_ports = [listener.instance_port for listener in listeners]
+    if health.port not in instance_ports:
+        # EB checks port 80 by default, which devstack's proxies do not serve: the first listener's instead.
+        health = replace(health, port=instance_ports[0])
+    by_name = {service.name: service for service in services}
+    backends = tuple(LbBackend(f"i{i.number}", i.number, by_name[i.proxy].container_name) for i in instances)
+    return BalancerSpec(
+        service="lb", listeners=listeners, backends=backends, stickiness=project.balancer.stickiness, health=health,
+        deployment=project.balancer.deployment, idle_timeout=project.balancer.idle_timeout,
+        config_dir=settings.state_dir / "lb", hostname=proxy.hostnames[0], declarations=project.balancer)
+
+
+def _lb_service(settings: Settings, network: NetworkLayout, balancer: BalancerSpec) -> ServiceSpec:
+    return ServiceSpec(
+        name=balancer.service,
+        container_name=f"{settings.project_name}-lb",
+        image=settings.lb_image,
+        image_origin="LB_IMAGE",
+        command=("haproxy", "-f", f"{LB_CONFIG_DIR}/haproxy.cfg"),
+        mounts=(MountSpec(balancer.config_dir, LB_CONFIG_DIR, read_only=True),),
+        # The listeners on BIND_ADDRESS, where the single proxy published them; haproxy's statistics
+        # and its runtime API, each on a port of loopback the engine picks (`status` reads each instance's
+        # health there; a deployment takes instances out of the rotation and back).
+        ports=(*(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
+                 for listener in network.listeners),
+               PortSpec("127.0.0.1", 0, LB_STATS_PORT), PortSpec("127.0.0.1", 0, LB_ADMIN_PORT)),
+        extra_hosts=network.extra_hosts,
+        labels=_labels(settings, balancer.service),
+        # haproxy's graceful stop: it finishes the connections it holds.
+        stop_signal="SIGUSR1",
     )
 
 
@@ -395,8 +485,9 @@ def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: 
 
 def _host_ports(settings: Settings, network: NetworkLayout, database: DatabaseSpec | None = None
                 ) -> tuple[HostPort, ...]:
+    front = "lb" if settings.instances > 1 else "proxy"
     ports = [HostPort(settings.bind_address, listener.public_port, listener.setting,
-                      f"the proxy's {listener.title} listener",
+                      f"the {'load balancer' if front == 'lb' else 'proxy'}'s {listener.title} listener", front,
                       fix=_moved_by(listener.setting))
              for listener in network.listeners]
     if network.host_mode:

@@ -17,6 +17,7 @@ from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
 from .flavor import Flavor, ProxyChoice
 from .eb_env import EbEnvironment
 from .network import NetworkLayout
+from .balancer import BalancerDeclarations, Deployment, HealthCheck, LbListener, Stickiness
 from .project import DockerEnvsRequest, ProjectProxyFiles
 
 # Labels are identity: "what devstack owns" is a query on these, never a name guess.
@@ -25,6 +26,8 @@ LABEL_SERVICE = "devstack.service"
 LABEL_CONFIG_HASH = "devstack.config-hash"
 LABEL_CONTEXT_HASH = "devstack.context-hash"
 LABEL_IMAGE = "devstack.image"
+# With INSTANCES > 1: which instance a notebook or proxy container belongs to (1..N).
+LABEL_INSTANCE = "devstack.instance"
 
 
 # Where the sidecar finds the rendered generations (a read-only bind mount); `current` is the loaded one.
@@ -249,6 +252,52 @@ class DatabaseSpec:
 
 
 @dataclass(frozen=True)
+class InstanceSpec:
+    """One instance of the environment, as an EC2 instance of it runs: a notebook container and the
+    EB-mimic proxy in front of it, with the proxy's own configuration generations."""
+
+    number: int  # 1..N
+    notebook: str  # the services' names: "notebook" and "proxy" alone, "notebook-K" and "proxy-K" with N > 1
+    proxy: str
+    proxy_spec: ProxySpec  # the stack's ProxySpec, with this instance's own config_dir
+
+
+# Where the load balancer's image reads its configuration (the official haproxy image's layout).
+LB_CONFIG_DIR = "/usr/local/etc/haproxy"
+LB_CONFIG_FILE = "haproxy.cfg"
+# Inside the load balancer: haproxy's statistics, which `status` reads (published on loopback only).
+LB_STATS_PORT = 8404
+# haproxy's runtime API (admin level: a deployment takes an instance out of the rotation and back),
+# published on loopback only, like the statistics.
+LB_ADMIN_PORT = 9999
+
+
+@dataclass(frozen=True)
+class LbBackend:
+    """One instance as the load balancer sees it: a name for the stickiness cookie, and its proxy."""
+
+    name: str  # "i1", "i2", ...: also the value of the stickiness cookie
+    instance: int
+    host: str  # the proxy container's name, resolved by the engine's DNS on the project's network
+
+
+@dataclass(frozen=True)
+class BalancerSpec:
+    """The load balancer in front of the instances: what it listens on, and how, as the project declares."""
+
+    service: str  # its service name ("lb")
+    listeners: tuple[LbListener, ...]  # the published ones: Sifu's and Jupyter's, with the declared protocol
+    backends: tuple[LbBackend, ...]
+    stickiness: Stickiness
+    health: HealthCheck  # its port resolved to an instance port the proxies serve
+    deployment: Deployment
+    idle_timeout: int
+    config_dir: Path  # .devstack/lb, mounted read-only at LB_CONFIG_DIR
+    hostname: str  # the Host the health checks send: a name the proxies answer to
+    declarations: BalancerDeclarations = field(default_factory=BalancerDeclarations)
+
+
+@dataclass(frozen=True)
 class StackSpec:
     project: str
     network: NetworkLayout
@@ -266,6 +315,9 @@ class StackSpec:
     # EB's environment properties, with their sources (what reaches the notebook as variables).
     environment: EbEnvironment = field(default_factory=EbEnvironment)
     database: DatabaseSpec | None = None  # the coupled RDS devstack runs, if any
+    # The environment's instances (one, unless INSTANCES says more) and, with more, the load balancer.
+    instances: tuple[InstanceSpec, ...] = ()
+    balancer: BalancerSpec | None = None
 
     def secret_values(self) -> list[str]:
         """Values no line devstack prints may carry: secret properties, the database's passwords."""
@@ -275,10 +327,22 @@ class StackSpec:
         return [value for value in found if value]
 
     def service(self, name: str) -> ServiceSpec:
+        """A service by name; "notebook" and "proxy" also name the first instance's when there are several."""
         for service in self.services:
             if service.name == name:
                 return service
+        if name in ("notebook", "proxy") and self.instances:
+            return self.service(getattr(self.instances[0], name))
         raise KeyError(name)
+
+    @property
+    def instance_list(self) -> tuple[InstanceSpec, ...]:
+        """The instances, one when the description names none."""
+        return self.instances or (InstanceSpec(1, "notebook", "proxy", self.proxy),)
+
+    def instance(self, service: str) -> InstanceSpec | None:
+        """The instance a notebook or proxy service belongs to."""
+        return next((i for i in self.instance_list if service in (i.notebook, i.proxy)), None)
 
     def image(self, name: str) -> ImageSpec:
         for image in self.images:

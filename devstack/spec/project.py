@@ -33,6 +33,7 @@ from ..settings import ENV_FILE, SECRET_KEYS, Settings, setting_keys
 from ..state import ensure_rds_passwords
 from .app import ProjectApp, read_app
 from .eb_env import OVERRIDES_FILE, EbEnvironment, EbSources, resolve_environment
+from .balancer import BalancerDeclarations, read_balancer
 from .evidence import Evidence
 from .rds import database_request
 
@@ -264,6 +265,8 @@ class ProjectFacts:
     # The coupled database's generated passwords (the user's, used when none is given; root's),
     # made once per project when the environment asks for a database.
     rds_passwords: tuple[str, str, str] | None = None  # generated: the user's, root's, the builds'
+    # What .ebextensions declare for the load balancer (listeners, stickiness, health checks, deployments).
+    balancer: BalancerDeclarations = field(default_factory=BalancerDeclarations)
 
 
 def host_ids(notebooks_dir: Path | None) -> tuple[int, int]:
@@ -294,4 +297,5 @@ def read_project(settings: Settings, ids: tuple[int, int] | None = None) -> Proj
         openresty_directive=find_openresty_directive(proxy_files),
         environment=environment,
         rds_passwords=ensure_rds_passwords(settings.state_dir) if wants_database else None,
+        balancer=read_balancer(settings.project_dir),
     )

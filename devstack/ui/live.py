@@ -50,6 +50,7 @@ from ..watch.changes import ChangeLoop, RefreshProxy
 from ..watch.files import FileWatcher
 from ..watch.heal import RestoreStack, follow_engine_events, restore_request
 from ..watch.removal import RemovalCheck
+from ..reconcile.running import service_kind
 from .view import event_line, render_status
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def run_live(
 
 
 def _on_engine_event(changes: ChangeLoop, event: EngineEvent) -> None:
-    if event.service == "notebook" and event.action == "start":
+    if service_kind(event.service) == "notebook" and event.action == "start":  # notebook, or notebook-K
         # It may be back on another IP: the change loop rewrites the upstreams (no stale-IP 502).
         changes.inbox.put(RefreshProxy("the notebook container started"))
     request = restore_request(event, tuple(service.name for service in changes.stack.spec.services))

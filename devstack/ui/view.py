@@ -68,8 +68,36 @@ def probes_table(status: StackStatus) -> Table:
     return table
 
 
+_LB_STYLE = {"UP": "green", "DOWN": "red", "MAINT": "dim"}
+
+
+def health_table(status: StackStatus) -> Table:
+    """EB's enhanced health: per instance and for the environment, over the last minute."""
+    table = Table(title="health (last minute, from the proxies' healthd logs)", title_justify="left", expand=False)
+    for column in ("instance", "load balancer", "req/s", "2xx", "3xx", "4xx", "5xx", "p50", "p90", "p99"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("instance", "load balancer") else "right")
+
+    def figures(stats) -> list[str]:  # noqa: ANN001 - RequestStats
+        shares = [f"{stats.shares.get(name, 0.0):.0f}%" for name in ("2xx", "3xx", "4xx", "5xx")]
+        latency = [f"{value:.0f} ms" if value is not None else "-" for value in (stats.p50, stats.p90, stats.p99)]
+        return [f"{stats.per_second:.1f}", *shares, *latency]
+
+    for instance in status.instances:
+        lb = instance.lb_status or "-"
+        shown = Text(lb + (f" ({instance.lb_check})" if instance.lb_check and lb != "UP" else ""),
+                     style=_LB_STYLE.get(lb.split()[0], "yellow"))
+        table.add_row(f"{instance.number} ({instance.notebook})", shown, *figures(instance.requests))
+    if status.environment is not None and len(status.instances) > 1:
+        up = sum(i.lb_status.startswith("UP") for i in status.instances)
+        table.add_row(Text("environment", style="bold"), f"{up}/{len(status.instances)} in service",
+                      *figures(status.environment))
+    return table
+
+
 def render_status(status: StackStatus) -> RenderableType:
     parts: list[RenderableType] = [services_table(status)]
+    if status.instances:
+        parts.append(health_table(status))
     if status.probes:
         parts.append(probes_table(status))
     urls = Text("open ")
@@ -148,6 +176,13 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
         "watching": list(live.watching),
         "recovery": live.recovery or None,
         "logs": list(status.logs),
+        "instances": [
+            {"instance": i.number, "notebook": i.notebook, "proxy": i.proxy,
+             "load_balancer": {"status": i.lb_status or None, "check": i.lb_check or None},
+             **i.requests.to_json()}
+            for i in status.instances
+        ],
+        "environment": status.environment.to_json() if status.environment is not None else None,
     }
 
 

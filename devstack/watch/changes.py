@@ -23,6 +23,7 @@ from ..events import (Activity, ChangeApplied, ChangeFailed, ChangeSeen, Event, 
 from ..lock import StackBusy
 from ..reconcile import Stack, Step, Verb
 from ..reconcile.preflight import check_environment, check_ports
+from ..reconcile.running import service_kind
 from ..settings import ENV_FILE, Settings
 from ..snapshot import is_probe_line
 from .classify import ChangePlan, WatchTargets, classify, watch_targets
@@ -247,7 +248,8 @@ class ChangeLoop:
                 timeline.mark("built", built[-1])
             if containers:
                 timeline.mark("recreated", containers[-1])
-            restarted_sifu = any(s.target == "notebook" and s.verb in (Verb.CREATE, Verb.RECREATE) for s in applied)
+            restarted_sifu = any(service_kind(s.target) == "notebook" and s.verb in (Verb.CREATE, Verb.RECREATE)
+                                 for s in applied)
             acted = bool(applied)
         if plan.proxy:
             self._say(Activity("checking the proxy configuration (nginx -t) and reloading nginx"))
@@ -275,7 +277,7 @@ class ChangeLoop:
     def _before_step(self, step: Step) -> None:
         if self.stop.is_set():
             raise _Stopping
-        if step.verb is Verb.RECREATE and step.target == "notebook":
+        if step.verb is Verb.RECREATE and service_kind(step.target) == "notebook":  # notebook, or notebook-K
             self._wait_for_idle_kernels()  # a recreate kills the kernels
             if self.stop.is_set():
                 raise _Stopping
@@ -405,7 +407,10 @@ class ChangeLoop:
 
     def _refresh_proxy(self, request: RefreshProxy) -> None:
         try:
-            self.stack.reload_proxy()
+            # Only where a notebook came back on another address: a start the loop made itself (a
+            # recreate, the staging flip) was followed by its own load, and a template saved meanwhile
+            # is the next change's to apply and report.
+            self.stack.reload_proxy(moved_only=True)
         except DevstackError as exc:
             self._fail(f"{request.reason}: {exc}")
 

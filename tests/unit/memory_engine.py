@@ -169,8 +169,14 @@ class MemoryEngine:
             self.ops.append(f"remove {name}")
 
     def run_once(self, image, entrypoint, command, mounts, labels, timeout=60) -> tuple[int, str]:  # noqa: ANN001
-        self.ops.append("nginx -t (throwaway)")
+        self.ops.append(f"{'haproxy -c' if entrypoint[0] == 'haproxy' else 'nginx -t'} (throwaway)")
         return 0, ""
+
+    def rename(self, container_id: str, name: str, new_name: str) -> None:
+        if self.container(new_name) is not None:
+            raise ConflictError(f"container {new_name}: the name is in use")
+        self.ops.append(f"rename {name} {new_name}")
+        self.records[container_id] = replace(self.records[container_id], name=new_name)
 
     def signal(self, container_id: str, name: str, signal: str) -> None:
         self.ops.append(f"signal {name} {signal}")

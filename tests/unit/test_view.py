@@ -144,3 +144,24 @@ def test_status_beside_a_watcher_reads_what_it_wrote(tmp_path):
     assert shown.live.activity == "reloading" and shown.live.last_error == "boom"
     (tmp_path / "live.json").write_text('{"pid": 999999999, "activity": "stale"}')
     assert load_live_facts(tmp_path) is None  # its writer is gone: nothing is happening
+
+
+def test_the_health_view_shows_each_instance_and_the_environment_as_eb_does():
+    from dataclasses import replace
+
+    from devstack.balancer.health import RequestStats
+    from devstack.snapshot import InstanceStatus
+
+    one = RequestStats(30, 0.5, {"2xx": 90.0, "3xx": 0.0, "4xx": 10.0, "5xx": 0.0}, 2.0, 8.0, 40.0)
+    down = RequestStats(6, 0.1, {"2xx": 50.0, "3xx": 0.0, "4xx": 0.0, "5xx": 50.0}, 1.0, 3.0, 3.0)
+    status = replace(snapshot(), instances=(InstanceStatus(1, "p-notebook-1", "p-proxy-1", "UP", "L7OK", one),
+                                            InstanceStatus(2, "p-notebook-2", "p-proxy-2", "DOWN", "L7STS", down)),
+                     environment=RequestStats(36, 0.6, {"2xx": 83.3, "3xx": 0.0, "4xx": 8.3, "5xx": 8.3}, 2.0, 8.0,
+                                              40.0))
+    text = text_of(render_status(status))
+    for expected in ("1 (p-notebook-1)", "DOWN (L7STS)", "90%", "40 ms", "environment", "1/2 in service", "0.6"):
+        assert expected in text, expected
+    data = status_to_json(status)
+    assert data["instances"][1]["load_balancer"] == {"status": "DOWN", "check": "L7STS"}
+    assert data["instances"][0]["latency_ms"] == {"p50": 2.0, "p90": 8.0, "p99": 40.0}
+    assert data["environment"]["shares"]["5xx"] == 8.3

@@ -338,7 +338,7 @@ def test_a_busy_kernel_is_waited_for_then_the_notebook_is_recreated(layout):
     drain(loop, clock)
     assert memory.ops.count("busy_kernels") == 4
     assert memory.ops.index("build proversity/notebook") < memory.ops.index("busy_kernels") \
-        < memory.ops.index("remove proj-notebook")
+        < memory.ops.index("rename proj-notebook proj-notebook-previous")  # the staging flip begins
     messages = [e.message for e in events]
     assert any("waiting up to 60s (KERNEL_IDLE_WAIT) for 1 busy kernel" in m for m in messages)
     assert "kernels idle: recreating the notebook container" in messages
