@@ -80,6 +80,14 @@ def save_notebook(client: httpx.Client, jupyter_url: str, name: str) -> None:
     assert response.status_code in (200, 201), response.text
 
 
+def answers(url: str, status: int = 200) -> bool:
+    """Whether `url` answers with `status` now; a connection refused or reset (a container restarting) is no."""
+    try:
+        return httpx.get(url, trust_env=False, timeout=5).status_code == status
+    except httpx.HTTPError:
+        return False
+
+
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

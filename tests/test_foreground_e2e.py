@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 from conftest import free_port
-from helpers import OnTerminal, wait_for
+from helpers import OnTerminal, answers, wait_for
 
 from devstack.ui.live import STOP_GRACE_SECONDS
 
@@ -141,8 +141,7 @@ def test_the_live_views_latest_logs_follow_a_container_restarted_with_the_same_i
         assert docker_client.containers.get(proxy.id).id == proxy.id  # the same container, started again
         marker = f"/after-restart-{uuid.uuid4().hex[:8]}"
         # The proxy logs each request (its access log, on the container's stdout): the panel shows it.
-        wait_for(lambda: httpx.get(f"{project.sifu_url}/health", trust_env=False).status_code == 200, timeout=60,
-                 what="the proxy to answer after its restart")
+        wait_for(lambda: answers(f"{project.sifu_url}/health"), timeout=60, what="the proxy to answer after its restart")
         httpx.get(f"{project.sifu_url}{marker}", trust_env=False)
         # Sifu logs the request too: the proxy's own line is the one that shows its logs are followed.
         wait_for(lambda: any("proxy |" in line and marker in line
