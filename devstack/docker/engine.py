@@ -193,14 +193,9 @@ class Engine:
     # -- images ----------------------------------------------------------
 
     def image(self, ref: str) -> ImageInfo | None:
-        from docker.errors import ImageNotFound
-
-        try:
-            attrs = self._api.inspect_image(ref)
-        except ImageNotFound:
+        attrs = _inspect(self._api.inspect_image, ref, what=f"image {ref}")
+        if attrs is None:
             return None
-        except Exception as exc:  # noqa: BLE001 - translated below
-            raise translate(exc, f"image {ref}") from None
         config = attrs.get("Config") or {}
         return ImageInfo(
             id=attrs["Id"],
@@ -331,14 +326,9 @@ class Engine:
     # -- volumes ---------------------------------------------------------
 
     def volume(self, name: str) -> VolumeInfo | None:
-        from docker.errors import NotFound
-
-        try:
-            attrs = self._api.inspect_volume(name)
-        except NotFound:
+        attrs = _inspect(self._api.inspect_volume, name, what=f"volume {name}")
+        if attrs is None:
             return None
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"volume {name}") from None
         return VolumeInfo(attrs["Name"], dict(attrs.get("Labels") or {}))
 
     def volumes(self, project: str) -> list[VolumeInfo]:
@@ -368,15 +358,8 @@ class Engine:
         return sorted(infos, key=lambda c: (c.project, c.service))
 
     def container(self, name_or_id: str) -> ContainerInfo | None:
-        from docker.errors import NotFound
-
-        try:
-            attrs = self._api.inspect_container(name_or_id)
-        except NotFound:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"container {name_or_id}") from None
-        return _container_info(attrs)
+        attrs = _inspect(self._api.inspect_container, name_or_id, what=f"container {name_or_id}")
+        return None if attrs is None else _container_info(attrs)
 
     def create_container(self, service: ServiceSpec, network: str | None, labels: dict[str, str]) -> str:
         """Create (not start) the container for a service, attached to `network`."""
@@ -500,6 +483,18 @@ class Engine:
 def _guard(call: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every Docker error becomes ours
+        raise translate(exc, what) from None
+
+
+def _inspect(call: Callable[..., Any], ref: str, what: str) -> Any:
+    """What the engine says of `ref`, or None when it has no such object; other errors become ours."""
+    from docker.errors import NotFound  # ImageNotFound is one
+
+    try:
+        return call(ref)
+    except NotFound:
+        return None
     except Exception as exc:  # noqa: BLE001 - every Docker error becomes ours
         raise translate(exc, what) from None
 

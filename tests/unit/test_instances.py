@@ -20,14 +20,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NGINX, HAPROXY = "nginx:stable", "haproxy:2.8"
 
 
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    (folder / ".env").write_text("DEVSTACK_PROJECT=demo\nSIFU_PORT=43334\nJUPYTER_PORT=43335\n")
-    return folder
-
-
 def spec_for(folder: Path, **environ: str):
     return load_stack(load_settings(folder, environ=environ), (1000, 1000))
 
