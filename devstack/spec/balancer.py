@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .evidence import Evidence
+from .options import option_settings
 
 EBEXTENSIONS = Path(".ebextensions")
 CLB_COOKIE = "AWSELB"  # the Classic Load Balancer's duration-based stickiness cookie
@@ -143,9 +144,10 @@ class _Reader:
                 values = {key: _scalar(value) for key, value, _ in _items(entry)}
                 self._listener(path, entry.start_mark.line + 1, values.get("LoadBalancerPort"),
                                values.get("Protocol"), values.get("InstancePort"), "Listeners")
-        settings = _child(root, "option_settings")
-        for namespace, option, value, line in _option_settings(settings):
-            self.options[(namespace, option)] = (value, Evidence(path, line, f"{namespace} {option}: {value}"))
+        for setting in option_settings(root):
+            if setting.text is not None:
+                self.options[(setting.namespace, setting.option)] = (setting.text, Evidence(
+                    path, setting.line, f"{setting.namespace} {setting.option}: {setting.text}"))
 
     def _listener(self, path: Path, line: int, port: str | None, protocol: str | None, instance: str | None,
                   what: str) -> None:
@@ -260,21 +262,3 @@ def _health_target(value: str) -> tuple[str, int | None, str] | None:
         return None
     protocol = "HTTP" if match[1].upper().startswith("HTTP") else "TCP"
     return protocol, int(match[2]), (match[3] or "/") if protocol == "HTTP" else ""
-
-
-def _option_settings(node: yaml.Node | None) -> list[tuple[str, str, str, int]]:
-    """(namespace, option, value, line) from either of EB's forms: a mapping of namespaces to
-    options, or a list of `namespace`/`option_name`/`value` entries."""
-    found: list[tuple[str, str, str, int]] = []
-    if isinstance(node, yaml.MappingNode):
-        for namespace, options, _ in _items(node):
-            for option, value, line in _items(options):
-                if (text := _scalar(value)) is not None:
-                    found.append((namespace, option, text, line))
-    elif isinstance(node, yaml.SequenceNode):
-        for entry in node.value:
-            values = {key: _scalar(value) for key, value, _ in _items(entry)}
-            namespace = values.get("namespace") or "aws:elasticbeanstalk:application:environment"
-            if values.get("option_name") and values.get("value") is not None:
-                found.append((namespace, values["option_name"], values["value"], entry.start_mark.line + 1))
-    return found

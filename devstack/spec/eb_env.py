@@ -20,8 +20,8 @@ from datetime import date, datetime
 import yaml
 
 from ..errors import ConfigError
+from .options import ENVIRONMENT_NAMESPACE, OptionSetting, option_settings
 
-ENVIRONMENT_NAMESPACE = "aws:elasticbeanstalk:application:environment"
 OVERRIDES_FILE = "overrides.yml"
 # What EB would accept as a variable name, and what a shell can `export`.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -131,38 +131,22 @@ def ebextensions_properties(path: str, text: str) -> tuple[dict[str, Property], 
                     "devstack; fix its YAML to have its option_settings and hooks used")
     if not isinstance(root, yaml.MappingNode):
         return {}, ""
-    settings = _mapping_get(root, "option_settings")
     found: dict[str, Property] = {}
     skipped: list[str] = []
-    if isinstance(settings, yaml.MappingNode):
-        for namespace, options in settings.value:
-            if _scalar(namespace) != ENVIRONMENT_NAMESPACE or not isinstance(options, yaml.MappingNode):
-                continue
-            for name_node, value_node in options.value:
-                _take(path, _scalar(name_node), name_node, value_node, found, skipped)
-    elif isinstance(settings, yaml.SequenceNode):
-        for entry in settings.value:
-            if not isinstance(entry, yaml.MappingNode):
-                continue
-            namespace = _mapping_get(entry, "namespace")
-            if namespace is not None and _scalar(namespace) != ENVIRONMENT_NAMESPACE:
-                continue
-            name_node = _mapping_get(entry, "option_name")
-            if name_node is None:
-                continue
-            _take(path, _scalar(name_node), name_node, _mapping_get(entry, "value"), found, skipped)
+    for setting in option_settings(root):
+        if setting.namespace == ENVIRONMENT_NAMESPACE:
+            _take(path, setting, found, skipped)
     warning = (f"{path}: EB refuses {', '.join(skipped)} (not a NAME: value environment property); "
                "devstack skips them too") if skipped else ""
     return found, warning
 
 
-def _take(path: str, name: str, name_node: yaml.Node, value_node: yaml.Node | None, found: dict[str, Property],
-          skipped: list[str]) -> None:
-    line = name_node.start_mark.line + 1
-    if not _NAME.match(name) or (value_node is not None and not isinstance(value_node, yaml.ScalarNode)):
-        skipped.append(f"{name or '?'} (line {line})")
+def _take(path: str, setting: OptionSetting, found: dict[str, Property], skipped: list[str]) -> None:
+    name, value = setting.option, setting.value_node
+    if not _NAME.match(name) or (value is not None and not isinstance(value, yaml.ScalarNode)):
+        skipped.append(f"{name or '?'} (line {setting.line})")
         return
-    found[name] = Property(_scalar_text(value_node), f"{path}:{line}")
+    found[name] = Property(_scalar_text(value), f"{path}:{setting.line}")
 
 
 # -- overrides.yml ---------------------------------------------------------------------------
@@ -228,17 +212,6 @@ def _resolve_placeholders(path: str, key: str, line: int, value: str, earlier: M
 
 
 # -- YAML helpers ------------------------------------------------------------------------------
-
-
-def _mapping_get(node: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for key_node, value_node in node.value:
-        if _scalar(key_node) == key:
-            return value_node
-    return None
-
-
-def _scalar(node: yaml.Node | None) -> str:
-    return str(node.value).strip() if isinstance(node, yaml.ScalarNode) else ""
 
 
 def _scalar_text(node: yaml.Node | None) -> str:

@@ -105,10 +105,10 @@ def test_option_settings_in_the_list_form_and_the_albs_stickiness(project):
         "    value: 1\n")
     declared = read_balancer(project)
     assert declared.stickiness.enabled and declared.stickiness.cookie == "AWSALB"
-    assert declared.stickiness.where.line == 2
+    assert declared.stickiness.where.line == 3  # the option_name's line, as for environment properties
     assert declared.deployment.batches(4) == 2  # BatchSize alone is a percentage, as on EB
     assert declared.health.interval == 10  # 1 s is below EB's minimum: its default, and a problem named
-    assert any(p.line == 8 and "Interval" in p.what for p in declared.problems)
+    assert any(p.line == 9 and "Interval" in p.what for p in declared.problems)
 
 
 def test_a_new_environment_of_two_instances_reaches_a_steady_state(project):
