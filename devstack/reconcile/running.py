@@ -314,34 +314,44 @@ class Running:
                                  service))
 
     def busy_kernels(self) -> list[str]:
-        """IDs of the Jupyter kernels busy executing. Asked of Jupyter itself at the notebook container's
-        address first (the proxy may be what is being repaired), then through the proxy (where the host
-        cannot reach a container's address, Docker Desktop's VM say). A DevstackError when neither answers."""
+        """IDs of the Jupyter kernels busy executing, on every instance (each has kernels of its own).
+        Asked of Jupyter itself at each notebook container's address first (the proxy may be what is
+        being repaired), then through the proxy or the load balancer (where the host cannot reach a
+        container's address, Docker Desktop's VM say). A DevstackError when an instance answers neither way."""
         secrets = load_secrets(self._stack.settings)
         if secrets is None:
             return []
-        spec = self._spec
-        failures = []
-        for url, host in self._kernel_list_urls():
-            try:
-                kernels = list_kernels(url, secrets.sifu_secret, secrets.jupyter_token, host=host)
-            except NotReady as exc:
-                failures.append(str(exc))
-                continue
-            return [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
-        raise NotReady(f"no answer from Jupyter in {spec.service('notebook').container_name}: " + "; ".join(failures))
+        busy: list[str] = []
+        for instance in self._spec.instance_list:
+            found = self.container(instance.notebook)
+            if found is None or not found.running:
+                continue  # a stopped instance runs no kernel
+            failures = []
+            for url, host in self._kernel_list_urls(found):
+                try:
+                    kernels = list_kernels(url, secrets.sifu_secret, secrets.jupyter_token, host=host)
+                except NotReady as exc:
+                    failures.append(str(exc))
+                    continue
+                busy += [str(k.get("id", "?")) for k in kernels if k.get("execution_state") == "busy"]
+                break
+            else:
+                raise NotReady(f"no answer from Jupyter in {self._spec.service(instance.notebook).container_name}: "
+                               + "; ".join(failures))
+        return busy
 
-    def _kernel_list_urls(self) -> list[tuple[str, str]]:
-        """Where Jupyter's kernel list is asked: (URL, Host header), directly, then through the proxy."""
+    def _kernel_list_urls(self, notebook: ContainerInfo) -> list[tuple[str, str]]:
+        """Where a notebook container's Jupyter kernel list is asked: (URL, Host header), directly, then
+        through the stack's published port (which reaches this instance only when it is the only one)."""
         spec = self._spec
         urls = []
-        found = self.container("notebook")
-        address = notebook_address(spec, found)
+        address = notebook_address(spec, notebook)
         if address:
             # Jupyter answers only the stack's names (DNS rebinding): the Host is the public one.
             urls.append((f"http://{url_host(address)}:{spec.network.jupyter.process_port}/api/kernels",
                          url_host(spec.public_host)))
-        urls.append((spec.urls(spec.probe_host)["jupyter"] + "api/kernels", ""))
+        if len(spec.instance_list) == 1:
+            urls.append((spec.urls(spec.probe_host)["jupyter"] + "api/kernels", ""))
         return urls
 
     # -- restoring -------------------------------------------------------------------
