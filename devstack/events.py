@@ -147,6 +147,28 @@ class RestoreFailed(ChangeFailed):
     `tail`: its last log lines."""
 
 
+@dataclass(frozen=True)
+class DeploymentProgress(Activity):
+    """A deployment replacing notebook containers as EB's does (`aws:elasticbeanstalk:command`): where it
+    is, batch by batch. `phase` is one of the PHASE_* names below."""
+
+    policy: str = ""  # Rolling, AllAtOnce, Immutable, ...; "staging" for the one-instance flip
+    batch: int = 0  # 1-based
+    batches: int = 0
+    instances: tuple[int, ...] = ()  # the batch's instances
+    phase: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.phase == PHASE_COMPLETE
+
+
+PHASE_OUT = "out of service"  # the batch left the load balancer's rotation
+PHASE_BESIDE = "starting beside the old"  # new containers start while the old ones serve
+PHASE_IN = "in service"  # the batch is back in the rotation (or its proxy flipped to the new container)
+PHASE_COMPLETE = "complete"  # the last batch is in service
+
+
 Notify = Callable[[Event], None]
 
 

@@ -22,7 +22,8 @@ from .errors import DevstackError
 from .events import Info
 from .reconcile import Stack
 from .settings import Settings
-from .ui.live import LiveEnd, StopRequested, run_live
+from .snapshot import LiveFacts
+from .ui.live import LiveEnd, LiveRecorder, StopRequested, run_live
 from .watch.files import FileWatcher, start_watching
 
 # Besides Ctrl-C, `kill` and the terminal being closed end a foreground run the same way (left to
@@ -52,7 +53,8 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
 
 
 def watch_until_stopped(stack: Stack, watcher: FileWatcher | None, console: Console,
-                        reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
+                        reload_settings: Callable[[], Settings] | None = None,
+                        initial: LiveFacts | None = None) -> LiveEnd:
     """The live view and the watcher until Ctrl-C, SIGTERM, SIGHUP, or the stack removed from outside
     (which is reported). The stack itself is left as it is."""
     notify = stack.notify  # the live view takes the stack's events over while it runs
@@ -69,7 +71,8 @@ def watch_until_stopped(stack: Stack, watcher: FileWatcher | None, console: Cons
 
     with ending_signals(on_signal):
         try:
-            ended = run_live(stack, stop, console, watcher, reload_settings=reload_settings, inbox=inbox)
+            ended = run_live(stack, stop, console, watcher, reload_settings=reload_settings, inbox=inbox,
+                             initial=initial)
         except KeyboardInterrupt:  # a Ctrl-C that came before the handler above was in place
             ended = LiveEnd(stack)
         except OSError:
@@ -91,6 +94,7 @@ class ForegroundRun:
         self.stack = stack
         self.remove = remove
         self.watcher: FileWatcher | None = None
+        self.recorded: LiveFacts | None = None  # what coming up did (its deployment): the live view starts from it
 
     def come_up(self, ready_timeout: float, watch: bool = True) -> bool:
         """Bring the stack up; False when a signal interrupted it (the run is then ended already).
@@ -98,6 +102,8 @@ class ForegroundRun:
         is applied after it. A DevstackError is raised as it came, after `--rm` removed the stack."""
         if watch:
             self.watcher = start_watching(self.stack.settings, self.stack.spec)
+        notify = self.stack.notify
+        recorder = self.stack.notify = LiveRecorder(self.stack.spec.state_dir, notify)
         try:
             with ending_signals(_interrupt):
                 self.stack.up(ready_timeout=ready_timeout)
@@ -112,12 +118,15 @@ class ForegroundRun:
                 with contextlib.suppress(DevstackError):  # the first error is the one to show
                     self.end(self.stack)
             raise
+        finally:
+            self.stack.notify = notify
+            self.recorded = recorder.close()
         return True
 
     def watch_until_ended(self, console: Console, reload_settings: Callable[[], Settings] | None = None) -> LiveEnd:
         """Watch and show the stack until a signal (then stop it, or with --rm remove it), or until
         it is removed from outside (then there is nothing left to stop)."""
-        ended = watch_until_stopped(self.stack, self.watcher, console, reload_settings)
+        ended = watch_until_stopped(self.stack, self.watcher, console, reload_settings, self.recorded)
         if not ended.removed:
             self.end(ended.stack)
         return ended

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .balancer.health import RequestStats
+from .events import PHASE_COMPLETE
 from .probes import PROBE_USER_AGENT, ProbeResult
 
 LIVE_STATE_FILE = "live.json"
@@ -71,10 +72,30 @@ class StackStatus:
 
 
 @dataclass(frozen=True)
+class DeploymentFacts:
+    """The latest deployment's progress, as EB's console shows it: batch K of M, and what that batch is
+    doing (events.PHASE_*), since `at` (HH:MM:SS)."""
+
+    policy: str
+    batch: int
+    batches: int
+    instances: tuple[int, ...]
+    phase: str
+    at: str = ""
+
+    def describe(self) -> str:
+        which = ", ".join(str(number) for number in self.instances)
+        if self.phase == PHASE_COMPLETE:
+            return f"{self.policy}: complete, {self.batches} batch{'es' if self.batches != 1 else ''} ({self.at})"
+        return (f"{self.policy}: batch {self.batch} of {self.batches} (instance {which}) {self.phase}"
+                + (f" since {self.at}" if self.at else ""))
+
+
+@dataclass(frozen=True)
 class LiveFacts:
     """What a watching devstack knows and the engine does not: what is happening now, the last error,
     the timeline of the last applied change (label, milliseconds since saved), the folders watched
-    (empty: nobody watches), and what it last did to keep the stack up."""
+    (empty: nobody watches), what it last did to keep the stack up, and the latest deployment's progress."""
 
     activity: str = ""
     build: BuildProgress | None = None
@@ -82,13 +103,14 @@ class LiveFacts:
     timeline: tuple[tuple[str, float], ...] = ()
     watching: tuple[str, ...] = ()
     recovery: str = ""  # what keeping the stack up did last: a container restored, the engine lost or back
+    deployment: DeploymentFacts | None = None  # the latest deployment's progress
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": os.getpid(), **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LiveFacts:
-        build = data.get("build")
+        build, deployment = data.get("build"), data.get("deployment")
         return cls(
             activity=str(data.get("activity") or ""),
             build=BuildProgress(**build) if isinstance(build, dict) else None,
@@ -96,6 +118,8 @@ class LiveFacts:
             timeline=tuple((str(label), float(ms)) for label, ms in data.get("timeline") or ()),
             watching=tuple(str(folder) for folder in data.get("watching") or ()),
             recovery=str(data.get("recovery") or ""),
+            deployment=DeploymentFacts(**{**deployment, "instances": tuple(deployment.get("instances") or ())})
+            if isinstance(deployment, dict) else None,
         )
 
 

@@ -122,10 +122,17 @@ def test_a_rolling_deployment_answers_every_request(sticky, docker_client):
     with closing(login(sticky.sifu_url)) as client, \
             RequestLoop(client, [f"{sticky.sifu_url}/health", f"{sticky.jupyter_url}/api/status"]) as loop:
         time.sleep(0.5)
-        up = sticky.run("up", "-d")
+        up = sticky.start("up", "-d")
+        up.wait_for_line("batch 1 of 2: instance 1 out of the rotation", timeout=300)
+        # `status` beside the running `up -d` shows where the deployment is, as EB's console does.
+        deployment = json.loads(sticky.run("status", "--json").stdout)["deployment"]
+        assert up.process.wait(timeout=300) == 0, up.output()
         time.sleep(0.5)
-    assert "batch 1 of 2: instance 1 out of the rotation" in up.stdout
-    assert up.stdout.index("batch 1 of 2 back in service") < up.stdout.index("batch 2 of 2: instance 2 out")
+    assert deployment is not None and (deployment["policy"], deployment["batches"]) == ("Rolling", 2), deployment
+    output = up.output()
+    assert output.index("batch 1 of 2 in service") < output.index("batch 2 of 2: instance 2 out")
+    assert "batch 2 of 2 in service (instance 2): deployment complete" in output
+    assert json.loads(sticky.run("status", "--json").stdout)["deployment"] is None  # `up -d` ended: nothing under way
     assert all(docker_client.containers.get(f"{sticky.name}-notebook-{k}").id != before[k] for k in (1, 2))
     assert loop.sent > 50 and loop.failures == [], loop.failures[:5]
     # Back in service (haproxy counts its checks up to the full "UP" meanwhile).

@@ -33,6 +33,8 @@ CLB_COOKIE = "AWSELB"  # the Classic Load Balancer's duration-based stickiness c
 ALB_COOKIE = "AWSALB"  # the Application Load Balancer's
 PROTOCOLS = ("HTTP", "TCP")
 DEPLOYMENT_POLICIES = ("AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting")
+# EB launches new instances first for these (an additional batch, a new Auto Scaling group): full capacity throughout.
+CAPACITY_KEEPING_POLICIES = ("RollingWithAdditionalBatch", "Immutable", "TrafficSplitting")
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,15 @@ class Deployment:
     batch_size: int = 1  # unless declared: one instance at a time
     where: Evidence | None = None
 
-    def batches(self, instances: int) -> int:
-        """Instances per batch (at least one)."""
-        if self.policy == "AllAtOnce":
+    @property
+    def keeps_capacity(self) -> bool:
+        """Whether the old instances serve until the new ones are in service (new ones launched beside
+        them), rather than batches leaving the rotation to be replaced."""
+        return self.policy in CAPACITY_KEEPING_POLICIES
+
+    def per_batch(self, instances: int) -> int:
+        """Instances per batch (at least one). Immutable and TrafficSplitting launch every new instance at once."""
+        if self.policy in ("AllAtOnce", "Immutable", "TrafficSplitting"):
             return instances
         if self.batch_size_type == "Fixed":
             return max(1, min(instances, self.batch_size))

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -32,11 +33,13 @@ from ..events import (
     BuildOutput,
     ChangeApplied,
     ChangeFailed,
+    DeploymentProgress,
     EngineBack,
     EngineEvent,
     EngineLost,
     Event,
     ImageBuilt,
+    Notify,
     Ready,
     Restored,
     RestoreFailed,
@@ -45,7 +48,16 @@ from ..events import (
 )
 from ..reconcile import Stack
 from ..settings import Settings
-from ..snapshot import LOG_LINES, BuildProgress, LiveFacts, StackStatus, clear_live_facts, is_probe_line, save_live_facts
+from ..snapshot import (
+    LOG_LINES,
+    BuildProgress,
+    DeploymentFacts,
+    LiveFacts,
+    StackStatus,
+    clear_live_facts,
+    is_probe_line,
+    save_live_facts,
+)
 from ..watch.changes import ChangeLoop, RefreshProxy
 from ..watch.files import FileWatcher
 from ..watch.heal import RestoreStack, follow_engine_events, restore_request
@@ -81,6 +93,9 @@ class LiveState:
         before = self.live
         if isinstance(event, _RECOVERY):  # what keeping the stack up did last, with when
             self.live = replace(self.live, recovery=f"{time.strftime('%H:%M:%S')} {event.message}")
+        if isinstance(event, DeploymentProgress):
+            self.live = replace(self.live, deployment=DeploymentFacts(
+                event.policy, event.batch, event.batches, event.instances, event.phase, time.strftime("%H:%M:%S")))
         if isinstance(event, (EngineBack, Restored)) and self.read_error and self.live.last_error == self.read_error:
             self.live = replace(self.live, last_error="")
         live = self.live
@@ -112,6 +127,34 @@ class LiveState:
 
     def overlay(self, snapshot: StackStatus) -> StackStatus:
         return replace(snapshot, live=self.live, logs=tuple(self.logs) or snapshot.logs)
+
+
+class LiveRecorder:
+    """While `up` brings the stack up (before any live view runs, and all of `up -d`), the core's events
+    are folded as the live view folds them and written to `.devstack/live.json`, so that `devstack
+    status` beside it shows what it is doing: the build's step, the deployment's batch. Each event is
+    passed on to `notify`."""
+
+    def __init__(self, state_dir: Path, notify: Notify):
+        self.state_dir = state_dir
+        self.notify = notify
+        self.state = LiveState()
+        self._saved_at = 0.0
+
+    def __call__(self, event: Event) -> None:
+        self.notify(event)
+        if not self.state.on_event(event):
+            return
+        now = time.monotonic()
+        if isinstance(event, BuildOutput) and now - self._saved_at < MIN_REDRAW_SECONDS:
+            return  # a build prints many lines a second: its step is written a few times a second
+        save_live_facts(self.state_dir, self.state.facts())
+        self._saved_at = now
+
+    def close(self) -> LiveFacts:
+        """What was recorded (a live view that follows starts from it); `live.json` is cleared."""
+        clear_live_facts(self.state_dir)
+        return replace(self.state.facts(), activity="", build=None)
 
 
 LogKey = tuple[str, Any]  # a container's ID and when it started: a restart keeps the ID
@@ -179,6 +222,7 @@ def run_live(
     watcher: FileWatcher | None = None,
     reload_settings: Callable[[], Settings] | None = None,
     inbox: queue.SimpleQueue[Any] | None = None,
+    initial: LiveFacts | None = None,
 ) -> LiveEnd:
     """Watch and show the stack until `stop` is set, a `StopRequested` arrives on `inbox`, Ctrl-C, or
     the stack is removed from outside; returns the stack in use at the end (a saved `.env`
@@ -192,7 +236,7 @@ def run_live(
 
     changes = ChangeLoop(stack, inbox.put, reload_settings or (lambda: stack.settings), make_stack,
                          stop, watcher=watcher)
-    state = LiveState()
+    state = LiveState(live=initial or LiveFacts())  # what `up` did before: its deployment, say
     removal = RemovalCheck()
     state_dir = stack.spec.state_dir
     try:

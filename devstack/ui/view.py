@@ -16,7 +16,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..events import Activity, BuildOutput, ChangeFailed, Event, Warned
+from ..events import PHASE_COMPLETE, Activity, BuildOutput, ChangeFailed, Event, Warned
 from ..snapshot import BuildProgress, CheckResult, LiveFacts, StackStatus
 
 _STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
@@ -111,6 +111,9 @@ def render_status(status: StackStatus) -> RenderableType:
         parts.append(_activity(live))
     elif live.watching:
         parts.append(Text(f"now: watching {', '.join(live.watching)} (save a file to apply it)", style="dim"))
+    if live.deployment is not None:
+        parts.append(Text(f"deployment: {live.deployment.describe()}",
+                          style="green" if live.deployment.phase == PHASE_COMPLETE else "yellow"))
     if live.recovery:
         parts.append(Text(f"kept up: {live.recovery}", style="yellow"))
     if live.timeline:
@@ -175,6 +178,8 @@ def status_to_json(status: StackStatus) -> dict[str, Any]:
         "timeline": [{"step": label, "ms": round(ms, 1)} for label, ms in live.timeline],
         "watching": list(live.watching),
         "recovery": live.recovery or None,
+        "deployment": ({"policy": d.policy, "batch": d.batch, "batches": d.batches, "instances": list(d.instances),
+                        "phase": d.phase, "since": d.at or None} if (d := live.deployment) is not None else None),
         "logs": list(status.logs),
         "instances": [
             {"instance": i.number, "notebook": i.notebook, "proxy": i.proxy,

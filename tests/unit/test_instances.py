@@ -3,17 +3,24 @@ from .ebextensions, its rendered haproxy.cfg, and the plan against an in-memory 
 
 from __future__ import annotations
 
+import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from memory_engine import MemoryEngine
 
+from rich.console import Console
+
 from devstack.balancer.render import render_haproxy_config
+from devstack.events import PHASE_BESIDE, PHASE_COMPLETE, PHASE_IN, PHASE_OUT, DeploymentProgress
+from devstack.reconcile.deploy import Batch, batch_of
 from devstack.errors import ConfigError
 from devstack.reconcile import Stack
 from devstack.settings import load_settings
-from devstack.spec import LABEL_PROJECT, LABEL_SERVICE, load_stack
+from devstack.snapshot import LiveFacts, StackStatus
+from devstack.spec import LABEL_PROJECT, LABEL_SERVICE, InstanceSpec, load_stack
 from devstack.spec.balancer import read_balancer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -106,7 +113,7 @@ def test_option_settings_in_the_list_form_and_the_albs_stickiness(project):
     declared = read_balancer(project)
     assert declared.stickiness.enabled and declared.stickiness.cookie == "AWSALB"
     assert declared.stickiness.where.line == 3  # the option_name's line, as for environment properties
-    assert declared.deployment.batches(4) == 2  # BatchSize alone is a percentage, as on EB
+    assert declared.deployment.per_batch(4) == 2  # BatchSize alone is a percentage, as on EB
     assert declared.health.interval == 10  # 1 s is below EB's minimum: its default, and a problem named
     assert any(p.line == 9 and "Interval" in p.what for p in declared.problems)
 
@@ -206,7 +213,78 @@ def test_a_rolling_deployment_replaces_one_instance_at_a_time(project):
                         "start demo-notebook-2", "remove demo-notebook-3", "start demo-notebook-3"]
     said = [e.message for e in events if "deployment" in e.message]
     assert said[0].startswith("deployment (Rolling, 1 at a time): batch 1 of 3: instance 1 out of the rotation")
-    assert "deployment: batch 3 of 3 back in service (instance 3)" in said
+    assert "deployment (Rolling): batch 3 of 3 in service (instance 3): deployment complete" in said
+    progress = [(e.batch, e.batches, e.instances, e.phase) for e in events if isinstance(e, DeploymentProgress)]
+    assert progress == [(1, 3, (1,), PHASE_OUT), (1, 3, (1,), PHASE_IN), (2, 3, (2,), PHASE_OUT),
+                        (2, 3, (2,), PHASE_IN), (3, 3, (3,), PHASE_OUT), (3, 3, (3,), PHASE_COMPLETE)]
+
+
+def declare_deployment(project: Path, **options: str) -> None:
+    (project / ".ebextensions").mkdir(exist_ok=True)
+    lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
+    (project / ".ebextensions" / "deploy.config").write_text(
+        f"option_settings:\n  aws:elasticbeanstalk:command:\n{lines}")
+
+
+def redeploy(project: Path, instances: int) -> tuple[MemoryEngine, list]:
+    """A stack of `instances` up, then a setting changed that recreates every notebook container."""
+    events: list = []
+    engine = MemoryEngine({NGINX: {}, HAPROXY: {}})
+    Stack(load_settings(project, environ={"INSTANCES": str(instances)}), connect=lambda: engine).converge()
+    engine.ops.clear()
+    Stack(load_settings(project, environ={"INSTANCES": str(instances), "SIFU_COMMAND": "x"}), notify=events.append,
+          connect=lambda: engine).converge()
+    return engine, [e for e in events if isinstance(e, DeploymentProgress)]
+
+
+def test_batches_follow_the_batch_size_in_instance_order():
+    instances = [InstanceSpec(k, f"notebook-{k}", f"proxy-{k}", None) for k in range(1, 6)]
+    every = lambda i: True  # noqa: E731
+    assert batch_of(instances[2], instances, 2, every) == Batch(2, 3, (instances[2], instances[3]), last=False)
+    assert batch_of(instances[4], instances, 2, every) == Batch(3, 3, (instances[4],), last=True)
+    # Only instance 2 is replaced: its batch is the deployment's last, and has it alone.
+    assert batch_of(instances[1], instances, 2, lambda i: i.number == 2) == Batch(1, 3, (instances[1],), last=True)
+
+
+def test_a_batch_size_of_two_takes_two_instances_out_together(project):
+    declare_deployment(project, BatchSizeType="Fixed", BatchSize="2")
+    engine, progress = redeploy(project, 4)
+    replaced = [op for op in engine.ops if op.startswith(("remove demo-notebook", "start demo-notebook"))]
+    assert replaced == ["remove demo-notebook-1", "start demo-notebook-1", "remove demo-notebook-2",
+                        "start demo-notebook-2", "remove demo-notebook-3", "start demo-notebook-3",
+                        "remove demo-notebook-4", "start demo-notebook-4"]
+    assert [(e.batch, e.batches, e.instances, e.phase) for e in progress] == [
+        (1, 2, (1, 2), PHASE_OUT), (1, 2, (1, 2), PHASE_IN), (2, 2, (3, 4), PHASE_OUT), (2, 2, (3, 4), PHASE_COMPLETE)]
+
+
+def test_immutable_starts_every_new_container_beside_the_old_one_and_keeps_capacity(project):
+    declare_deployment(project, DeploymentPolicy="Immutable")
+    engine, progress = redeploy(project, 2)
+    assert not any(op.startswith("remove demo-notebook-1") and op.endswith("-1") for op in engine.ops)
+    for k in (1, 2):  # beside the old one, which goes only after the flip
+        assert engine.ops.index(f"rename demo-notebook-{k} demo-notebook-{k}-previous") \
+            < engine.ops.index(f"start demo-notebook-{k}") < engine.ops.index(f"remove demo-notebook-{k}-previous")
+    assert [(e.policy, e.batch, e.batches, e.instances, e.phase) for e in progress] == [
+        ("Immutable", 1, 1, (1, 2), PHASE_BESIDE), ("Immutable", 1, 1, (1, 2), PHASE_COMPLETE)]
+    assert {c.name for c in engine.containers("demo")} == {
+        "demo-notebook-1", "demo-proxy-1", "demo-notebook-2", "demo-proxy-2", "demo-lb"}
+
+
+def test_a_deployment_s_progress_reaches_the_live_facts_and_status_json():
+    from devstack.ui.live import LiveState
+    from devstack.ui.view import render_status, status_to_json
+
+    state = LiveState()
+    state.on_event(DeploymentProgress("batch 2 of 3 out", "lb", policy="Rolling", batch=2, batches=3,
+                                      instances=(2,), phase=PHASE_OUT))
+    facts = LiveFacts.from_json(json.loads(json.dumps(state.facts().to_json())))  # as `status` reads live.json
+    status = StackStatus("demo", datetime.now(timezone.utc), (), (), {}, live=facts)
+    deployment = status_to_json(status)["deployment"]
+    assert {k: deployment[k] for k in ("policy", "batch", "batches", "instances", "phase")} == {
+        "policy": "Rolling", "batch": 2, "batches": 3, "instances": [2], "phase": PHASE_OUT}
+    console = Console(width=200, record=True)
+    console.print(render_status(status))
+    assert "deployment: Rolling: batch 2 of 3 (instance 2) out of service since" in console.export_text()
 
 
 def test_the_compose_export_says_it_describes_one_instance(project):
