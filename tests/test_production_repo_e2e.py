@@ -17,7 +17,7 @@ from helpers import login, run_cell, xsrf_headers
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "jupyter-server"
 TOKEN = (FIXTURE / "base-image" / ".deployment_token").read_text().strip()
-RDS_PASSWORD = "fixture-rds-password-4e1f"  # the fixture's overrides.yml
+RDS_PASSWORD = "fixture-rds-pass'word-4e1f"  # the fixture's overrides.yml (a quote: SQL and shells get it escaped)
 ECR = "353198996426.dkr.ecr.us-west-2.amazonaws.com/proversity-docker-jupyter:latest"
 
 
@@ -87,7 +87,7 @@ def test_the_production_repository_runs_as_eb_runs_it(production, docker_client)
     # No layer holds a database password that works: the final build's docker_envs has the builds' one.
     final = docker_client.images.get(f"{TEST_NOTEBOOK_TAG}-production")
     layer_envs = docker_client.containers.run(final.id, ["cat", "/tmp/docker_envs"], entrypoint=[], remove=True)
-    assert RDS_PASSWORD.encode() not in layer_envs and b"RDS_PASSWORD=" in layer_envs
+    assert RDS_PASSWORD.encode() not in layer_envs and _value(layer_envs, "RDS_PASSWORD") != RDS_PASSWORD
     database = docker_client.containers.get(f"{project.name}-rds")  # created anew by the `up` after `down`
     code, _ = database.exec_run(["sh", "-c", "mysql -uroot -p\"$0\" -e 'SELECT 1'",
                                  _value(layer_envs, "RDS_PASSWORD")])

@@ -94,11 +94,21 @@ def _logs(engine: Engine, container: ContainerInfo | None, redact: Redactor) -> 
         return []
 
 
-# Run in the database's container as root (its password in MYSQL_PWD, never on a command line):
-# the project's user takes the password given as $0, on every host it is defined for.
-_SET_PASSWORD = ('client=$(command -v mariadb || command -v mysql) || exit 127; '
-                 'exec "$client" -uroot -e "ALTER USER IF EXISTS \'$1\'@\'%\' IDENTIFIED BY \'$0\', '
-                 '\'$1\'@\'localhost\' IDENTIFIED BY \'$0\'"')
+# Run in the database's container as root. Passwords travel in the exec's environment, never on a
+# command line: root's in MYSQL_PWD (which the client reads), the statement in DEVSTACK_STATEMENT.
+_RUN_STATEMENT = 'client=$(command -v mariadb || command -v mysql) || exit 127; exec "$client" -uroot -e "$DEVSTACK_STATEMENT"'
+
+
+def sql_string(text: str) -> str:
+    """`text` as a MySQL string literal (backslash escapes on, MySQL's default): a password may hold quotes."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def set_password_statement(user: str, password: str) -> str:
+    """The project's user takes `password`, on every host it is defined for."""
+    accounts = ", ".join(f"{sql_string(user)}@{sql_string(host)} IDENTIFIED BY {sql_string(password)}"
+                         for host in ("%", "localhost"))
+    return f"ALTER USER IF EXISTS {accounts}"
 
 
 @contextmanager
@@ -125,8 +135,8 @@ def build_password_in_effect(engine: Engine, spec: StackSpec, notify: Notify) ->
 
 
 def _set_password(engine: Engine, container: ContainerInfo, user: str, password: str, root_password: str) -> None:
-    code, output = engine.exec(container.id, ["sh", "-c", _SET_PASSWORD, password, user],
-                               environment={"MYSQL_PWD": root_password})
+    code, output = engine.exec(container.id, ["sh", "-c", _RUN_STATEMENT], environment={
+        "MYSQL_PWD": root_password, "DEVSTACK_STATEMENT": set_password_statement(user, password)})
     if code != 0:
         raise EngineError(f"could not set {user}'s password in the database container {container.name} "
                           f"(exit {code}): {' '.join(output.split()[:20])}")

@@ -157,3 +157,11 @@ def test_build_alone_starts_the_database_it_may_migrate(project):
     assert "start demo-rds" in engine.ops and "build proversity/notebook" in engine.ops
     assert engine.container("demo-notebook") is None and engine.container("demo-proxy") is None
     assert Verb.WAIT_READY.value == "wait for"
+
+
+def test_a_password_with_quotes_and_backslashes_is_one_sql_string():
+    from devstack.reconcile.database import set_password_statement, sql_string
+
+    assert sql_string("pa'ss\\word") == "'pa\\'ss\\\\word'"
+    assert set_password_statement("sifu", "x'y") == (
+        "ALTER USER IF EXISTS 'sifu'@'%' IDENTIFIED BY 'x\\'y', 'sifu'@'localhost' IDENTIFIED BY 'x\\'y'")
