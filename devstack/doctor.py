@@ -24,7 +24,7 @@ from .reconcile.plan import duplicates_to_remove
 from .reconcile.preflight import env_problems, holds, notebooks_problem, port_problems
 from .settings import DEPLOYMENT_TOKEN_FILE, ENV_FILE, Settings
 from .snapshot import CheckResult
-from .spec import LABEL_PROJECT, StackSpec, load_stack
+from .spec import StackSpec, load_stack
 
 PASS, INFO, WARN, FAIL = "pass", "info", "warn", "fail"
 # The Docker CLI from 23.0 on builds with BuildKit only through the buildx plugin; older clients
@@ -62,7 +62,7 @@ class Doctor:
         if self.engine is None:
             return None
         found = self.engine.container(self.spec.service(service).container_name)
-        if found is None or not found.running or found.labels.get(LABEL_PROJECT) != self.spec.project:
+        if found is None or not found.running or not self.spec.owns(found):
             return None
         return found
 
@@ -197,7 +197,7 @@ def check_network(doctor: Doctor) -> list[CheckResult]:
     if not networks:
         return [CheckResult(name, PASS, "does not exist yet; `devstack up` creates it")]
     ids = ", ".join(n.id[:12] for n in networks)
-    foreign = [n for n in networks if n.labels.get(LABEL_PROJECT) != doctor.spec.project]
+    foreign = [n for n in networks if not doctor.spec.owns(n)]
     if foreign:
         return [CheckResult(name, FAIL, f"{len(foreign)} network(s) of that name ({', '.join(n.id[:12] for n in foreign)}) "
                             f"were not created by devstack for project {doctor.spec.project}",

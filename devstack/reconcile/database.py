@@ -14,7 +14,7 @@ from ..docker.engine import ContainerInfo, Engine
 from ..errors import EngineError, NotReady
 from ..events import Activity, Event, Info, Notify, Ready, Warned
 from ..redact import Redactor
-from ..spec import LABEL_PROJECT, DatabaseSpec, StackSpec
+from ..spec import DatabaseSpec, StackSpec
 from ..spec.rds import HOSTNAME_KEY, IMAGE_SETTING
 
 POLL_SECONDS = 0.5
@@ -44,7 +44,7 @@ def database_container(engine: Engine, spec: StackSpec) -> ContainerInfo | None:
     if spec.database is None:
         return None
     found = engine.container(spec.database.container_name)
-    return found if found is not None and found.labels.get(LABEL_PROJECT) == spec.project else None
+    return found if spec.owns(found) else None
 
 
 def accepts_connections(engine: Engine, database: DatabaseSpec, container: ContainerInfo | None) -> bool:

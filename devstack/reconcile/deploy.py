@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from ..balancer.runtime import admin_address, set_state
 from ..errors import NotReady
 from ..events import PHASE_BESIDE, PHASE_COMPLETE, PHASE_IN, PHASE_OUT, Acted, DeploymentProgress
-from ..spec import LABEL_CONFIG_HASH, LABEL_PROJECT, InstanceSpec
+from ..spec import LABEL_CONFIG_HASH, InstanceSpec
 from .plan import Plan, Step, Verb, notebook_address
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class Deployer:
                                 step.target))
         previous = f"{service.container_name}{PREVIOUS_SUFFIX}"
         leftover = engine.container(previous)
-        if leftover is not None and leftover.labels.get(LABEL_PROJECT) == spec.project:
+        if spec.owns(leftover):
             engine.remove(leftover.id, previous)  # an earlier flip that did not finish
         engine.rename(old.id, old.name, previous)
         created = engine.create_container(service, spec.network.name, {LABEL_CONFIG_HASH: step.config_hash})

@@ -22,7 +22,7 @@ from enum import Enum
 
 from ..docker.engine import ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo
 from ..errors import ConflictError
-from ..spec import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, LABEL_PROJECT, LABEL_SERVICE, ImageSpec, ServiceSpec, StackSpec
+from ..spec import LABEL_CONFIG_HASH, LABEL_CONTEXT_HASH, LABEL_SERVICE, ImageSpec, ServiceSpec, StackSpec
 
 
 class Verb(str, Enum):
@@ -257,7 +257,7 @@ def _plan_database(spec: StackSpec, observed: Observed, steps: list[Step]) -> bo
     volume = observed.volumes.get(database.volume)
     if volume is None:
         steps.append(Step(Verb.CREATE_VOLUME, database.volume, "the database keeps its data there"))
-    elif volume.labels.get(LABEL_PROJECT) != spec.project:
+    elif not spec.owns(volume):
         raise ConflictError(f"volume {database.volume} exists and was not created by devstack for project "
                             f"{spec.project}: remove it yourself or set DEVSTACK_PROJECT to another name")
     service = spec.service(database.service)
@@ -275,7 +275,7 @@ def _plan_network(spec: StackSpec, observed: Observed, steps: list[Step]) -> Non
         steps.append(Step(Verb.CREATE_NETWORK, name, "the stack's containers share it"))
         return
     for network in (observed.network, *observed.duplicate_networks):
-        if network.labels.get(LABEL_PROJECT) != spec.project:
+        if not spec.owns(network):
             raise ConflictError(f"network {name} ({network.id[:12]}) exists and was not created by devstack for "
                                 f"project {spec.project}: remove it yourself or set DEVSTACK_PROJECT to another name")
     for network in duplicates_to_remove(observed.network, observed.duplicate_networks):
@@ -322,7 +322,7 @@ def _plan_container(spec: StackSpec, service: ServiceSpec, observed: Observed, i
 def owned(spec: StackSpec, service: ServiceSpec, found: ContainerInfo | None) -> ContainerInfo | None:
     """The service's container if it is this project's; a container of that name that devstack did not
     create for it is a conflict (never removed, never entered)."""
-    if found is not None and found.labels.get(LABEL_PROJECT) != spec.project:
+    if found is not None and not spec.owns(found):
         raise ConflictError(
             f"container {service.container_name} exists and was not created by devstack for project {spec.project}: "
             f"rename or remove it yourself, or set {_name_setting(spec, service)} to another name")

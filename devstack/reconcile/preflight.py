@@ -22,7 +22,7 @@ from ..events import Info, Warned
 from ..balancer.lint import lint_balancer
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..settings import ENV_FILE, Settings
-from ..spec import BUILD_DOCKER_ENVS, LABEL_PROJECT, HostPort, StackSpec
+from ..spec import BUILD_DOCKER_ENVS, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
 from ..state import ensure_state_dir
@@ -246,7 +246,7 @@ def _own_container(engine: Engine | None, spec: StackSpec, name: str) -> Contain
     if engine is None:
         return None
     found = engine.container(name)
-    return found if found is not None and found.labels.get(LABEL_PROJECT) == spec.project else None
+    return found if spec.owns(found) else None
 
 
 def _holder(engine: Engine | None, port: int) -> str:

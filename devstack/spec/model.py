@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from ..hosts import LOOPBACK_NAMES, is_loopback, is_wildcard, url_host
@@ -28,6 +30,13 @@ LABEL_CONTEXT_HASH = "devstack.context-hash"
 LABEL_IMAGE = "devstack.image"
 # With INSTANCES > 1: which instance a notebook or proxy container belongs to (1..N).
 LABEL_INSTANCE = "devstack.instance"
+
+
+class Labelled(Protocol):
+    """What the engine says of a container, network or volume, as far as ownership goes."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
 
 
 # Where the sidecar finds the rendered generations (a read-only bind mount); `current` is the loaded one.
@@ -343,6 +352,11 @@ class StackSpec:
     def instance(self, service: str) -> InstanceSpec | None:
         """The instance a notebook or proxy service belongs to."""
         return next((i for i in self.instance_list if service in (i.notebook, i.proxy)), None)
+
+    def owns(self, found: Labelled | None) -> bool:
+        """Whether a container, network or volume is this project's: devstack made it for the project
+        (its label says so; a name proves nothing). What is not, devstack never changes."""
+        return found is not None and found.labels.get(LABEL_PROJECT) == self.project
 
     def image(self, name: str) -> ImageSpec:
         for image in self.images:
