@@ -22,7 +22,7 @@ from .proxy.lint import lint_stack
 from .proxy.render import ProxyConfigStore, explain_nginx_error, render_proxy_config
 from .reconcile.plan import duplicates_to_remove
 from .reconcile.preflight import env_problems, holds, notebooks_problem, port_problems
-from .settings import DEPLOYMENT_TOKEN_FILE, ENV_FILE, Settings
+from .settings import DEPLOYMENT_TOKEN_FILE, Settings
 from .snapshot import CheckResult
 from .spec import StackSpec, load_stack
 
@@ -214,16 +214,16 @@ def check_network(doctor: Doctor) -> list[CheckResult]:
 
 
 def check_environment(doctor: Doctor) -> list[CheckResult]:
-    """The variables `.env` gives the notebook container, against Elastic Beanstalk's limits and the
+    """The notebook container's environment properties, against Elastic Beanstalk's limits and the
     kernel's (the same rule `up` applies: envlimits)."""
     # The `.ebextensions` files EB would skip, as `up` warns of them.
     skipped = [CheckResult("environment", WARN, warning, "fix the file's YAML")
                for warning in doctor.spec.environment.warnings]
-    problems = env_problems(doctor.settings)
+    problems = env_problems(doctor.spec)
     if not problems:
-        count = len(doctor.settings.container_variables())
-        return [CheckResult("environment", PASS, f"{count} variable(s) from {ENV_FILE} for the notebook "
-                            "container, within Elastic Beanstalk's limits"), *skipped]
+        count = len(doctor.spec.environment.properties)
+        return [CheckResult("environment", PASS, f"{count} environment propert{'y' if count == 1 else 'ies'} for "
+                            "the notebook container, within Elastic Beanstalk's limits"), *skipped]
     return [CheckResult("environment", FAIL if p.fatal else WARN, p.message,
                         "shorten it, or keep it in a file the notebook reads" if p.fatal else
                         "shorten it before deploying, or move it to a file") for p in problems] + skipped

@@ -1,7 +1,8 @@
-"""Limits on the environment `.env` gives the notebook container: Elastic Beanstalk's own (production
-would refuse the value) and the kernel's (the container could not even start its first process).
+"""Limits on the notebook container's environment properties (every layer: `.ebextensions`,
+`overrides.yml`, `.env`, the shell, `--set`): Elastic Beanstalk's own (production would refuse the
+value) and the kernel's (the container could not even start its first process).
 
-Pure: a mapping in, problems out; `up` reports them before anything starts.
+Pure: mappings in, problems out; `up` reports them before anything starts.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ class EnvProblem:
     fatal: bool = False  # True: the container cannot start with it; False: production would refuse it
 
 
-def environment_problems(environment: Mapping[str, str], where: str = ".env") -> list[EnvProblem]:
-    """Each variable (from `where`) that production or the kernel would refuse, by key. Values are
-    measured, never shown (one may be a secret)."""
+def environment_problems(environment: Mapping[str, str], sources: Mapping[str, str] | None = None) -> list[EnvProblem]:
+    """Each variable that production or the kernel would refuse, by key, named with where it was set
+    (`sources`: key -> "overrides.yml:5", ".env:3", ...). Values are measured, never shown (one may be
+    a secret)."""
     problems = []
     total = 0
     for key, value in environment.items():
+        where = (sources or {}).get(key) or "the environment properties"
         entry = len(f"{key}={value}".encode())
         total += entry
         if entry + 1 > EXEC_STRING_BYTES:
@@ -49,7 +52,7 @@ def environment_problems(environment: Mapping[str, str], where: str = ".env") ->
                                             "would refuse it"))
     if total > EB_TOTAL_BYTES:
         largest = sorted(environment, key=lambda k: len(environment[k]), reverse=True)[:3]
-        problems.append(EnvProblem("", f"the variables of {where} come to {total} bytes as KEY=VALUE: Elastic "
+        problems.append(EnvProblem("", f"the notebook's environment properties come to {total} bytes as KEY=VALUE: Elastic "
                                        f"Beanstalk refuses more than {EB_TOTAL_BYTES} in all, so production would "
                                        f"refuse them (the largest: {', '.join(largest)})"))
     return problems

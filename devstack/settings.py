@@ -368,12 +368,6 @@ class Settings(BaseModel):
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.project_dir / path).resolve()
 
-    def container_variables(self) -> dict[str, str]:
-        """What `.env` adds beyond devstack's own settings: the notebook container's environment, as
-        compose's env_file gives it (production's environment properties)."""
-        own = set(setting_keys())
-        return {k: v for k, v in self.dotenv.items() if k not in own}
-
     def secret_values(self) -> list[str]:
         return [s for s in (self.deployment_token.get_secret_value(), self.jupyter_token.get_secret_value()) if s]
 

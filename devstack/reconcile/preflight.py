@@ -21,7 +21,6 @@ from ..errors import ConfigError, ConflictError, EngineError, ProxyConfigError
 from ..events import Info, Warned
 from ..balancer.lint import lint_balancer
 from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
-from ..settings import ENV_FILE, Settings
 from ..spec import BUILD_DOCKER_ENVS, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
@@ -181,14 +180,17 @@ def notebooks_problem(folder: Path, uid: int | None = None) -> FolderProblem | N
                          "who cannot write it, so every save would fail with 403 Permission denied", fix)
 
 
-def env_problems(settings: Settings) -> list[EnvProblem]:
-    return environment_problems(settings.container_variables(), str(settings.project_dir / ENV_FILE))
+def env_problems(spec: StackSpec) -> list[EnvProblem]:
+    """The notebook's environment properties, every layer of them, against EB's limits and the kernel's."""
+    properties = spec.environment.properties
+    return environment_problems({key: prop.value for key, prop in properties.items()},
+                                {key: prop.source for key, prop in properties.items()})
 
 
 def check_environment(stack: Stack) -> None:
-    """The variables `.env` gives the notebook container, against the kernel's and Elastic Beanstalk's
+    """The notebook container's environment properties, against the kernel's and Elastic Beanstalk's
     limits: a value the container could not start with stops `up`; one production would refuse is a warning."""
-    for problem in env_problems(stack.settings):
+    for problem in env_problems(stack.spec):
         if problem.fatal:
             raise ConfigError(problem.message)
         stack.notify(Warned(problem.message, "notebook"))

@@ -183,9 +183,10 @@ def test_a_failed_up_removes_what_it_created_and_keeps_what_was_there(project):
 
 def test_eb_limits_warn_by_key_and_the_kernels_refuse():
     assert environment_problems({"A": "x" * 256, "B" * 128: "1"}) == []
-    problems = environment_problems({"LONG": "x" * 300, "K" * 129: "1"}, ".env")
+    problems = environment_problems({"LONG": "x" * 300, "K" * 129: "1"}, {"LONG": "overrides.yml:4"})
     assert [(p.key, p.fatal) for p in problems] == [("LONG", False), ("K" * 129, False)]
     assert "production would refuse it" in problems[0].message and "256" in problems[0].message
+    assert problems[0].message.startswith("LONG in overrides.yml:4 ")  # where it was set, whichever layer
     (total,) = environment_problems({f"V{i}": "x" * 250 for i in range(20)})
     assert "4096" in total.message and not total.fatal
     huge = environment_problems({"HUGE": "x" * 200_000})
@@ -274,3 +275,16 @@ def test_doctor_names_each_value_production_would_refuse(project):
     statuses = rows()
     assert [s for s, _ in statuses] == [WARN, FAIL, WARN]  # LONG, HUGE, and all of them together
     assert "LONG" in statuses[0][1] and "HUGE" in statuses[1][1] and "4096" in statuses[2][1]
+
+
+def test_the_limits_read_every_layer_of_the_environment_with_its_line(project):
+    """A value production would refuse is named where it is set, overrides.yml as well as .env."""
+    from devstack.reconcile.preflight import env_problems
+    from devstack.spec import load_stack
+
+    (project / "overrides.yml").write_text("A: 1\nFROM_OVERRIDES: " + "o" * 300 + "\n")
+    (project / ".env").write_text((project / ".env").read_text() + "FROM_ENV=" + "e" * 300 + "\n")
+    spec = load_stack(load_settings(project, environ={}), (1000, 1000))
+    messages = {p.key: p.message for p in env_problems(spec)}
+    assert "overrides.yml:2 has a value of 300 characters" in messages["FROM_OVERRIDES"]
+    assert ".env:4 has a value of 300 characters" in messages["FROM_ENV"]
