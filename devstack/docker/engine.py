@@ -75,6 +75,7 @@ class NetworkInfo:
 class VolumeInfo:
     name: str
     labels: dict[str, str]
+    created: str = ""  # the engine's CreatedAt: a volume removed and made again under its name is another one
 
 
 @dataclass(frozen=True)
@@ -329,15 +330,16 @@ class Engine:
         attrs = _inspect(self._api.inspect_volume, name, what=f"volume {name}")
         if attrs is None:
             return None
-        return VolumeInfo(attrs["Name"], dict(attrs.get("Labels") or {}))
+        return VolumeInfo(attrs["Name"], dict(attrs.get("Labels") or {}), str(attrs.get("CreatedAt") or ""))
 
     def volumes(self, project: str) -> list[VolumeInfo]:
         found = _guard(self._api.volumes, filters={"label": f"{LABEL_PROJECT}={project}"}, what="volumes")
-        return [VolumeInfo(v["Name"], dict(v.get("Labels") or {})) for v in (found or {}).get("Volumes") or ()]
+        return [VolumeInfo(v["Name"], dict(v.get("Labels") or {}), str(v.get("CreatedAt") or ""))
+                for v in (found or {}).get("Volumes") or ()]
 
     def create_volume(self, name: str, labels: dict[str, str]) -> VolumeInfo:
-        _guard(self._api.create_volume, name, labels=labels, what=f"volume {name}")
-        return VolumeInfo(name, labels)
+        created = _guard(self._api.create_volume, name, labels=labels, what=f"volume {name}") or {}
+        return VolumeInfo(name, labels, str(created.get("CreatedAt") or ""))
 
     def remove_volume(self, name: str) -> None:
         _guard(self._api.remove_volume, name, what=f"volume {name}")

@@ -9,7 +9,7 @@ from ..docker.engine import Engine
 from ..errors import ConflictError, EngineError
 from ..events import Acted, Notify
 from ..redact import Redactor
-from ..spec import BUILD_DOCKER_ENVS, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
+from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
 from .database import build_password_in_effect, wait_until_accepting
 from .images import build_image, refuse_secrets_in_context
 from .lb_config import load_lb_config
@@ -71,8 +71,8 @@ class Applier:
         image = self.images[step.target]
         before = self.engine.image(image.tag)
         self.refuse_secrets(image)
-        copies_docker_envs = any(folder == self.spec.state_dir / BUILD_DOCKER_ENVS for _, folder in image.overlays)
-        with build_password_in_effect(self.engine, self.spec, self.notify) if copies_docker_envs else nullcontext():
+        with build_password_in_effect(self.engine, self.spec, self.notify) if self.spec.build_migrates(image) \
+                else nullcontext():
             image_id = build_image(self.engine, image, step.context_hash, self.no_cache, self.notify, self.redact)
         if before is not None and before.id != image_id:
             self._superseded.add(before.id)

@@ -121,19 +121,25 @@ class Inputs:
     force: frozenset[str] = frozenset()  # images to build whatever their hash says (`devstack build`)
 
 
-def image_hash(context_digest: str, parent_id: str) -> str:
-    """The label an image carries: its context and the ID of the image it is built FROM."""
-    return hashlib.sha256(f"{context_digest}\nparent={parent_id}".encode()).hexdigest()[:16]
+def image_hash(context_digest: str, parent_id: str, database_volume: str = "") -> str:
+    """The label an image carries: its context, the ID of the image it is built FROM, and for a build
+    that migrates the coupled database, when that database's volume was made (a volume removed by
+    `down --volumes` and made anew is an empty database: the build migrates it again, as each EB deploy
+    builds anew)."""
+    text = f"{context_digest}\nparent={parent_id}" + (f"\ndatabase-volume={database_volume}" if database_volume else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan_image(image: ImageSpec, desired_hash: str, observed: ImageInfo | None, force: bool = False) -> Step | None:
+def plan_image(image: ImageSpec, desired_hash: str, observed: ImageInfo | None, force: bool = False,
+               migrates: bool = False) -> Step | None:
     if force:
         return Step(Verb.BUILD, image.name, "requested", context_hash=desired_hash)
     if observed is None:
         return Step(Verb.BUILD, image.name, f"{image.tag} does not exist yet", context_hash=desired_hash)
     if observed.labels.get(LABEL_CONTEXT_HASH) != desired_hash:
-        return Step(Verb.BUILD, image.name, f"its build context ({image.context}) changed since {image.tag} was built",
-                    context_hash=desired_hash)
+        also = ", or the database volume its build migrates was made anew," if migrates else ""
+        return Step(Verb.BUILD, image.name, f"its build context ({image.context}) changed{also} since {image.tag} "
+                    "was built", context_hash=desired_hash)
     return None
 
 
@@ -241,8 +247,10 @@ def _plan_images(spec: StackSpec, observed: Observed, inputs: Inputs, steps: lis
             ids[image.name] = None
             continue
         found = observed.images.get(image.tag)
-        step = plan_image(image, image_hash(inputs.contexts[image.name], parent_id), found,
-                          force=image.name in inputs.force)
+        migrates = spec.build_migrates(image)
+        volume = observed.volumes.get(spec.database.volume) if migrates and spec.database is not None else None
+        desired = image_hash(inputs.contexts[image.name], parent_id, volume.created if volume is not None else "")
+        step = plan_image(image, desired, found, force=image.name in inputs.force, migrates=migrates)
         if step is not None:
             steps.append(step)
         ids[image.name] = None if step is not None or found is None else found.id

@@ -353,6 +353,12 @@ class StackSpec:
         """The instance a notebook or proxy service belongs to."""
         return next((i for i in self.instance_list if service in (i.notebook, i.proxy)), None)
 
+    def build_migrates(self, image: ImageSpec) -> bool:
+        """Whether the image's build may migrate the coupled database: it COPYs docker_envs (production's
+        Dockerfile runs the migration at build time, with the database's address and a password)."""
+        return self.database is not None and any(folder == self.state_dir / BUILD_DOCKER_ENVS
+                                                 for _, folder in image.overlays)
+
     def owns(self, found: Labelled | None) -> bool:
         """Whether a container, network or volume is this project's: devstack made it for the project
         (its label says so; a name proves nothing). What is not, devstack never changes."""

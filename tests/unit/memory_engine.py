@@ -115,7 +115,7 @@ class MemoryEngine:
 
     def create_volume(self, name: str, labels: dict[str, str]) -> VolumeInfo:
         self.ops.append(f"create volume {name}")
-        self.volume_records[name] = VolumeInfo(name, dict(labels))
+        self.volume_records[name] = VolumeInfo(name, dict(labels), created=f"t{len(self.ops)}")
         return self.volume_records[name]
 
     def remove_volume(self, name: str) -> None:

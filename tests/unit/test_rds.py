@@ -165,3 +165,30 @@ def test_a_password_with_quotes_and_backslashes_is_one_sql_string():
     assert sql_string("pa'ss\\word") == "'pa\\'ss\\\\word'"
     assert set_password_statement("sifu", "x'y") == (
         "ALTER USER IF EXISTS 'sifu'@'%' IDENTIFIED BY 'x\\'y', 'sifu'@'localhost' IDENTIFIED BY 'x\\'y'")
+
+
+def test_a_database_volume_made_anew_is_migrated_again_by_the_final_build(tmp_path):
+    """Production's final build migrates the database: after `down --volumes` the new, empty database is
+    migrated by a new build (as each EB deploy builds anew); a plain `down` keeps both."""
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "jupyter-server"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "jupyter-server", folder)
+    engine = MemoryEngine({NGINX: {}, MYSQL: {}, "openresty/openresty:1.27.1.2-bookworm": {}})
+    stack_on(engine, folder).converge()
+    final = stack_on(engine, folder).spec.service("notebook").image
+
+    def builds_of_final() -> int:
+        return sum(op == f"build {final}" for op in engine.ops)
+
+    assert builds_of_final() == 1
+    stack_on(engine, folder).down()
+    stack_on(engine, folder).converge()
+    assert builds_of_final() == 1  # the same database: nothing to migrate
+    stack_on(engine, folder).down(remove_volumes=True)
+    plan = stack_on(engine, folder).plan()
+    stack_on(engine, folder).converge()
+    assert builds_of_final() == 2
+    [build] = [s for s in plan.steps if s.verb is Verb.BUILD and s.target == "notebook"]
+    assert "the database volume its build migrates was made anew" in build.reason
