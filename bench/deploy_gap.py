@@ -7,7 +7,9 @@ Three sides, each its own project with its own final-image context, in the same 
   `docker build`, `docker rm -f`, `docker run`, the new IP into the upstream file, `nginx -s reload`;
 - devstack, one instance: `devstack up -d`, which rebuilds then does the staging flip;
 - devstack, two instances (INSTANCES=2, HTTP listeners with stickiness, EB's minimal health check
-  timings): `devstack up -d`, a rolling deployment, one instance at a time.
+  timings): `devstack up -d`, a rolling deployment, one instance at a time;
+- the same with `DeploymentPolicy: Immutable`: each instance's new container beside its old one, the
+  instance never out of the rotation.
 A logged-in client requests Sifu's /health and Jupyter's /api/status through the stack's ports every
 20 ms from before the change until the stack is replaced.
 
@@ -46,9 +48,13 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
-    hand, one, two = make_project(root, "hand"), make_project(root, "one"), make_project(root, "two", INSTANCES="2")
-    shutil.copytree(REPO / "tests" / "fixtures" / "lb-sticky", two.dir, dirs_exist_ok=True)
-    sides = [hand, one, two]
+    hand, one = make_project(root, "hand"), make_project(root, "one")
+    two, immutable = make_project(root, "two", INSTANCES="2"), make_project(root, "imm", INSTANCES="2")
+    for project in (two, immutable):
+        shutil.copytree(REPO / "tests" / "fixtures" / "lb-sticky", project.dir, dirs_exist_ok=True)
+    (immutable.dir / ".ebextensions" / "zz-deploy.config").write_text(
+        "option_settings:\n  aws:elasticbeanstalk:command:\n    DeploymentPolicy: Immutable\n")
+    sides = [hand, one, two, immutable]
     contexts = {p.name: p.own_notebook_context() for p in sides}
     originals = {name: (ctx / "Dockerfile").read_text() for name, ctx in contexts.items()}
     results: dict[str, dict[str, list[float]]] = {p.name: {"failed": [], "gap": [], "sent": []} for p in sides}
@@ -72,7 +78,7 @@ def main() -> None:
                 for key, value in (("failed", failed), ("gap", gap), ("sent", sent)):
                     results[project.name][key].append(value)
                 built.add(docker("inspect", "-f", "{{.Image}}", f"{project.name}-notebook"
-                                 + ("-1" if project is two else "")).strip())
+                                 + ("-1" if project in (two, immutable) else "")).strip())
                 print(f"  run {run} {project.name}: {failed} failed of {sent}, longest gap {gap:.3f} s", flush=True)
                 time.sleep(3)
     finally:
@@ -81,7 +87,7 @@ def main() -> None:
         for image_id in built:
             docker("rmi", image_id, check=False)
     labels = {hand.name: "remove-then-start (by hand, before)", one.name: "devstack, one instance (staging flip)",
-              two.name: "devstack, two instances (rolling)"}
+              two.name: "devstack, two instances (rolling)", immutable.name: "devstack, two instances (Immutable)"}
     rows = []
     for project in sides:
         rows.append((f"{labels[project.name]}: failed requests", results[project.name]["failed"], "requests"))
@@ -89,7 +95,7 @@ def main() -> None:
     report("deploy_gap", "Requests during a rebuild of the final image: failures and the longest gap", rows,
            {"requests_sent_median": {labels[p.name]: median(results[p.name]["sent"]) for p in sides},
             "target": "zero failed requests with devstack",
-            "target_met": all(v == 0 for p in (one, two) for v in results[p.name]["failed"])},
+            "target_met": all(v == 0 for p in (one, two, immutable) for v in results[p.name]["failed"])},
            command=f"python bench/deploy_gap.py --runs {args.runs}")
 
 

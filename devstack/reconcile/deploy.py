@@ -197,7 +197,17 @@ class Deployer:
             applier.apply(step)
             if spec.balancer is not None:
                 applier.load_proxy_config(instance.proxy)
-            return
+        else:
+            self._flip(step, instance, batch, policy)
+        self._replaced.add(instance.number)
+        if all(m.number in self._replaced for m in batch.members):
+            self._batch_done(batch, policy)
+
+    def _flip(self, step: Step, instance: InstanceSpec, batch: Batch, policy: str) -> None:
+        spec, applier, engine = self.stack.spec, self.stack.applier(), self.stack.engine()
+        service = spec.service(step.target)
+        old = engine.container(step.container_id)
+        assert old is not None
         if not self._out & {m.number for m in batch.members}:
             self.stack.notify(batch.progress(policy, PHASE_BESIDE, (
                 f"deployment ({policy}): batch {batch.number} of {batch.count}: new containers start beside the "
@@ -223,9 +233,6 @@ class Deployer:
         applier.loader(instance.proxy).load(notebook_address(spec, engine.container(created)))
         engine.remove(old.id, previous)
         applier.superseded(old.image_id)
-        self._replaced.add(instance.number)
-        if all(m.number in self._replaced for m in batch.members):
-            self._batch_done(batch, policy)
 
 
 def _backend(instance: InstanceSpec) -> str:
