@@ -78,13 +78,12 @@ def compose_dict(spec: StackSpec, base_dir: Path) -> dict[str, Any]:
             "build": {"context": _rel(base.context, base_dir), "args": dict(base.build_args)},
             "profiles": ["build"],
         }
-    env_dir = spec.state_dir / ENV_FOLDER
     for instance in spec.instance_list:
         notebook, proxy = spec.service(instance.notebook), spec.service(instance.proxy)
         services[notebook.name] = {
             "image": notebook.image,
             **_build(spec, notebook, base_dir),
-            **_environment(spec, notebook, env_dir, base_dir),
+            **_environment(spec, notebook, base_dir),
             "volumes": [_volume(m, base_dir) for m in notebook.mounts],
             **_ports(notebook),
             **_network(notebook, spec),
@@ -115,7 +114,7 @@ def compose_dict(spec: StackSpec, base_dir: Path) -> dict[str, Any]:
         }
     document: dict[str, Any] = {"name": spec.project, "services": services}
     if spec.database is not None:
-        services[spec.database.service] = _database(spec, env_dir, base_dir)
+        services[spec.database.service] = _database(spec, base_dir)
         document["volumes"] = {DATA_VOLUME: {"name": compose_volume_name(spec)}}
     return document
 
@@ -161,7 +160,7 @@ def compose_env_files(spec: StackSpec) -> dict[Path, str]:
         secret = _secrets(spec, service)
         if secret:
             lines = [_env_line(spec, key, value) for key, value in secret.items()]
-            files[_env_file(spec.state_dir / ENV_FOLDER, service)] = \
+            files[_env_file(spec, service)] = \
                 ENV_HEADER.format(services=_env_owner(spec, service)) + "\n".join(lines) + "\n"
     return files
 
@@ -171,7 +170,8 @@ def write_compose_env_files(spec: StackSpec) -> list[Path]:
     files = compose_env_files(spec)
     if files:
         ensure_state_dir(spec.state_dir)
-        (spec.state_dir / ENV_FOLDER).mkdir(mode=0o700, exist_ok=True)
+        (spec.state_dir / ENV_FOLDER).mkdir(exist_ok=True)
+        (spec.state_dir / ENV_FOLDER).chmod(0o700)
     for path, content in files.items():
         write_private(path, content)
     return list(files)
@@ -220,11 +220,11 @@ def _secrets(spec: StackSpec, service: ServiceSpec) -> dict[str, str]:
     return {key: value for key, value in service.environment if value in values}
 
 
-def _environment(spec: StackSpec, service: ServiceSpec, env_dir: Path, base_dir: Path) -> dict[str, Any]:
+def _environment(spec: StackSpec, service: ServiceSpec, base_dir: Path) -> dict[str, Any]:
     secret = _secrets(spec, service)
     shown = {k: INTERPOLATED.get(k, _escape(v)) for k, v in service.environment if k not in secret}
     return {**({"environment": shown} if shown else {}),
-            **({"env_file": [_rel(_env_file(env_dir, service), base_dir)]} if secret else {})}
+            **({"env_file": [_rel(_env_file(spec, service), base_dir)]} if secret else {})}
 
 
 def _env_services(spec: StackSpec) -> list[ServiceSpec]:
@@ -233,13 +233,14 @@ def _env_services(spec: StackSpec) -> list[ServiceSpec]:
     return [first] + ([spec.service(spec.database.service)] if spec.database is not None else [])
 
 
-def _env_file(env_dir: Path, service: ServiceSpec) -> Path:
+def _env_file(spec: StackSpec, service: ServiceSpec) -> Path:
     # Every notebook-K has the same environment: one file, named for what they are.
-    return env_dir / f"{'notebook' if service.name.startswith('notebook') else service.name}.env"
+    name = "notebook" if spec.instance(service.name) is not None else service.name
+    return spec.state_dir / ENV_FOLDER / f"{name}.env"
 
 
 def _env_owner(spec: StackSpec, service: ServiceSpec) -> str:
-    names = [i.notebook for i in spec.instance_list] if service.name.startswith("notebook") else [service.name]
+    names = [i.notebook for i in spec.instance_list] if spec.instance(service.name) is not None else [service.name]
     return ", ".join(names)
 
 
@@ -255,7 +256,7 @@ def _env_line(spec: StackSpec, key: str, value: str) -> str:
     return f"{key}='{value}'"
 
 
-def _database(spec: StackSpec, env_dir: Path, base_dir: Path) -> dict[str, Any]:
+def _database(spec: StackSpec, base_dir: Path) -> dict[str, Any]:
     """The coupled RDS: devstack's image, command and environment contract; its readiness check (a
     login as the project's user over TCP) as the health check the notebooks wait for."""
     database = spec.database
@@ -268,7 +269,7 @@ def _database(spec: StackSpec, env_dir: Path, base_dir: Path) -> dict[str, Any]:
     return {
         "image": service.image,
         "command": [_escape(c) for c in service.command or ()],
-        **_environment(spec, service, env_dir, base_dir),
+        **_environment(spec, service, base_dir),
         "volumes": [f"{DATA_VOLUME}:{v.target}" for v in service.volumes],
         **network,
         "healthcheck": {
