@@ -352,7 +352,7 @@ def config(
     ctx: typer.Context,
     output: str = typer.Option("text", "--format", help="text, json, or compose (a docker-compose file)."),
     write: Optional[Path] = typer.Option(None, "--output", help="With --format compose: write docker-compose.yml "
-                                         "and the proxy/ folder it mounts into this folder."),
+                                         "and the folders it mounts (proxy/, or proxy-K/ and lb/) into this folder."),
 ) -> None:
     """The resolved settings (secrets redacted) and the rendered nginx files. Needs no Docker daemon."""
     from .proxy.render import render_proxy_config
@@ -362,13 +362,18 @@ def config(
     spec = load_stack(settings)
     redact.add(*spec.secret_values())
     if output == "compose":
-        from .compose import compose_yaml, write_compose
+        from .compose import compose_yaml, write_compose, write_compose_env_files
 
         if write is not None:
             for path in write_compose(spec, write):
                 console().out(str(path), highlight=False)
         else:
-            console().out(redact(compose_yaml(spec, settings.project_dir)), highlight=False, end="")
+            text = compose_yaml(spec, settings.project_dir)
+            # The file names env files for its secrets: they exist once it is printed.
+            for path in write_compose_env_files(spec):
+                err_console().print(f"the secrets the compose file reads: {path} (owner-only)",
+                                    markup=False, highlight=False)
+            console().out(redact(text), highlight=False, end="")
         return
     rendered = render_proxy_config(spec.proxy, "<notebook-ip>")
     shown = settings.redacted()

@@ -51,15 +51,15 @@ def ensure_secrets(settings: Settings) -> ProjectSecrets:
         generated = {"jupyter_token": random.token_hex(24), "sifu_secret": random.token_hex(32)}
     if "jupyter_cookie_secret" not in generated:  # added later: projects made before get theirs now
         generated["jupyter_cookie_secret"] = random.token_hex(32)
-    _write_private(state_dir / "generated-secrets.json", json.dumps(generated))
+    write_private(state_dir / "generated-secrets.json", json.dumps(generated))
     project_secrets = ProjectSecrets(
         settings.jupyter_token.get_secret_value() or generated["jupyter_token"], generated["sifu_secret"])
     mount = state_dir / "secrets"
     mount.mkdir(mode=0o700, exist_ok=True)
-    _write_private(mount / "jupyter_token", project_secrets.jupyter_token)
-    _write_private(mount / "sifu_secret", project_secrets.sifu_secret)
+    write_private(mount / "jupyter_token", project_secrets.jupyter_token)
+    write_private(mount / "sifu_secret", project_secrets.sifu_secret)
     # Jupyter's login cookie key, one for every instance (not in the fingerprint: it recreates nothing).
-    _write_private(mount / "jupyter_cookie_secret", generated["jupyter_cookie_secret"])
+    write_private(mount / "jupyter_cookie_secret", generated["jupyter_cookie_secret"])
     return project_secrets
 
 
@@ -79,7 +79,7 @@ def ensure_rds_passwords(state_dir: Path) -> tuple[str, str, str]:
     if missing:
         data.update({k: random.token_urlsafe(18) for k in missing})
         ensure_state_dir(state_dir)
-        _write_private(path, json.dumps(data))
+        write_private(path, json.dumps(data))
     return data["password"], data["root"], data["build"]
 
 
@@ -94,7 +94,7 @@ def _read_generated(state_dir: Path) -> dict[str, str]:
     return data
 
 
-def _write_private(path: Path, content: str) -> None:
+def write_private(path: Path, content: str) -> None:
     """Write a file readable by its owner only, replacing it atomically, and only if it changed."""
     try:
         if path.read_text() == content:

@@ -381,6 +381,7 @@ def _database(settings: Settings, project: ProjectFacts, network: NetworkLayout)
         volume=f"{settings.project_name}_{rds.SERVICE}-data",
         reason=request.reason,
         ready_command=rds.ready_command(request),
+        ready_timeout=settings.rds_ready_timeout,
         password=password,
         root_password=password if request.as_root else root,
         password_generated=not request.password,

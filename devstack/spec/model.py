@@ -249,6 +249,7 @@ class DatabaseSpec:
     reason: str  # the property that asked for it, for messages: "RDS_DB_NAME from overrides.yml:18"
     # Run inside its container: exits 0 once the server accepts the user's login over TCP.
     ready_command: tuple[str, ...] = ()
+    ready_timeout: float = 180.0  # RDS_READY_TIMEOUT: how long a first start may take to accept it
     password: str = field(default="", repr=False)
     root_password: str = field(default="", repr=False)
     # What RDS_PASSWORD is in the docker_envs a build COPYs into a layer: the database takes it only

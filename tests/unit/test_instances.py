@@ -287,13 +287,6 @@ def test_a_deployment_s_progress_reaches_the_live_facts_and_status_json():
     assert "deployment: Rolling: batch 2 of 3 (instance 2) out of service since" in console.export_text()
 
 
-def test_the_compose_export_says_it_describes_one_instance(project):
-    from devstack.compose import compose_dict
-
-    with pytest.raises(ConfigError, match="INSTANCES is 2: export with INSTANCES=1"):
-        compose_dict(spec_for(project, INSTANCES="2"), project)
-
-
 def test_the_runtime_api_refusing_a_command_is_an_error_naming_it():
     import socket
     import threading
