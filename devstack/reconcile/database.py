@@ -23,8 +23,15 @@ LOG_LINES = 20
 
 def environment_notes(spec: StackSpec) -> list[Event]:
     """What `up` says about EB's environment before anything changes: the `.ebextensions` files EB
-    would skip, and the database the notebook gets."""
+    would skip, a property the project sets that devstack's own setting replaces, and the database the
+    notebook gets."""
     notes: list[Event] = [Warned(warning, "notebook") for warning in spec.environment.warnings]
+    given = dict(spec.service("notebook").environment)
+    for key, prop in spec.environment.shadowed.items():
+        if key in given and given[key] != prop.value:
+            # EDX_HOSTNAME: production's names its LMS, devstack's the local Open edX.
+            notes.append(Info(f"{prop.source}: {key} is {prop.value!r} there; the container gets devstack's {key}, "
+                              f"{given[key]!r} (set {key} in .env to choose it)", "notebook"))
     database = spec.database
     if database is not None:
         password = "generated once, kept in .devstack/" if database.password_generated else "RDS_PASSWORD"

@@ -53,6 +53,9 @@ class EbEnvironment:
 
     properties: Mapping[str, Property] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # What the project's files (.ebextensions, overrides.yml) set under the name of one of devstack's own
+    # settings, left unset by .env, the environment and --set: devstack's value is used instead.
+    shadowed: Mapping[str, Property] = field(default_factory=dict)
 
     def values(self) -> dict[str, str]:
         return {key: prop.value for key, prop in self.properties.items()}
@@ -95,6 +98,8 @@ def resolve_environment(
         layered.update(found)
     if sources.overrides is not None:
         layered.update(overrides_properties(*sources.overrides))
+    shadowed = {key: prop for key, prop in layered.items()
+                if key in own and key not in dotenv and key not in environ and key not in flags}
     for key, value in dotenv.items():
         layered[key] = Property(value, f"{dotenv_path}:{dotenv_lines.get(key, 0)}")
     for key in list(layered):
@@ -107,7 +112,7 @@ def resolve_environment(
                               f"spelling; known settings: {', '.join(sorted(own))}")
         layered[key] = Property(value, "flag --set")
     properties = {key: prop for key, prop in layered.items() if key not in own}
-    return EbEnvironment(properties, tuple(warnings))
+    return EbEnvironment(properties, tuple(warnings), shadowed)
 
 
 # -- .ebextensions ---------------------------------------------------------------------------

@@ -153,3 +153,14 @@ def test_resolution_is_pure():
     first = resolve_environment(sources, {}, {}, ".env", {}, {}, ["SIFU_PORT"])
     assert first == resolve_environment(sources, {}, {}, ".env", {}, {}, ["SIFU_PORT"])
     assert first.values()["EB_REGION"] == "x"
+
+
+def test_a_property_named_as_a_devstack_setting_is_shadowed_unless_env_sets_it():
+    sources = EbSources(overrides=("overrides.yml", "EDX_HOSTNAME: lms.example.com\nOTHER: 1\n"))
+    shadowed = resolve_environment(sources, {}, {}, ".env", {}, {}, ["EDX_HOSTNAME"]).shadowed
+    assert {key: (p.value, p.source) for key, p in shadowed.items()} == {
+        "EDX_HOSTNAME": ("lms.example.com", "overrides.yml:1")}
+    # Set by the user for devstack (.env, the environment, --set): devstack's own value, nothing to say.
+    for dotenv, environ, flags in (({"EDX_HOSTNAME": "x:1"}, {}, {}), ({}, {"EDX_HOSTNAME": "x:1"}, {}),
+                                   ({}, {}, {"EDX_HOSTNAME": "x:1"})):
+        assert not resolve_environment(sources, dotenv, {}, ".env", environ, flags, ["EDX_HOSTNAME"]).shadowed

@@ -145,3 +145,16 @@ def test_watching_maps_each_production_file_to_its_action(tmp_path):
     proxy = plan(".ebextensions/.nginx/proxy/elasticbeanstalk-nginx-sifu-proxy.conf")
     assert proxy.proxy and not proxy.images  # read by no Dockerfile: no rebuild
     assert plan("README.md").empty and plan("notebooks/a.ipynb").empty and plan(".devstack/docker_envs").empty
+
+
+def test_up_says_when_the_projects_edx_hostname_is_replaced_by_devstacks(tmp_path):
+    from devstack.reconcile.database import environment_notes
+
+    folder, _, spec = production(tmp_path)
+    assert not [n for n in environment_notes(spec) if "EDX_HOSTNAME" in n.message]  # the same value
+    overrides = folder / "overrides.yml"
+    overrides.write_text(overrides.read_text().replace("EDX_HOSTNAME: localhost:8000", "EDX_HOSTNAME: lms.example.com"))
+    spec = load_stack(load_settings(folder, environ={}), (1000, 1000))
+    [note] = [n for n in environment_notes(spec) if "EDX_HOSTNAME" in n.message]
+    assert note.message == (f"{folder / 'overrides.yml'}:7: EDX_HOSTNAME is 'lms.example.com' there; the container "
+                            "gets devstack's EDX_HOSTNAME, 'localhost:8000' (set EDX_HOSTNAME in .env to choose it)")
