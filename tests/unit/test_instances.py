@@ -312,3 +312,19 @@ def test_the_runtime_api_refusing_a_command_is_an_error_naming_it():
     with pytest.raises(EngineError, match="refused `set server sifu/i9 state maint`: No such server"):
         set_server_state(address, "sifu", "i9", "maint")
     server.close()
+
+
+def test_up_d_writes_what_it_is_doing_for_status_and_clears_it_at_the_end(tmp_path):
+    from devstack.snapshot import load_live_facts
+    from devstack.ui.live import LiveRecorder
+
+    passed = []
+    recorder = LiveRecorder(tmp_path, passed.append)
+    event = DeploymentProgress("batch 1 of 2 out", "lb", policy="Rolling", batch=1, batches=2, instances=(1,),
+                               phase=PHASE_OUT)
+    recorder(event)
+    assert passed == [event]  # still printed as before
+    facts = load_live_facts(tmp_path)  # what `devstack status` beside it reads
+    assert facts is not None and facts.deployment.batch == 1 and facts.activity == "batch 1 of 2 out"
+    kept = recorder.close()
+    assert load_live_facts(tmp_path) is None and kept.deployment == facts.deployment and not kept.activity
