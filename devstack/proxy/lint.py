@@ -63,7 +63,7 @@ class LintContext:
 
     @property
     def served_ports(self) -> set[int]:
-        return {listener.nginx_port for listener in self.network.listeners}
+        return {listener.nginx_port for listener in self.network.published}
 
     @property
     def bind_address(self) -> str:
