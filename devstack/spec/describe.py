@@ -44,8 +44,8 @@ from .model import (
     stack_urls,
 )
 from .flavor import FLAVOR_SETTING, FLAVORS, NGINX, OPENRESTY, ProxyChoice
-from .network import (DEFAULT_SERVER_PORT, HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, NetworkLayout,
-                      network_layout)
+from .network import (DEFAULT_SERVER_PORT, HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT,
+                      NetworkLayout, network_layout)
 from .app import DOCKERRUN, NOTEBOOKS, Dockerrun, ProjectApp
 from .project import ProjectFacts, proxy_source_folders, read_project
 from . import rds
@@ -191,8 +191,8 @@ def _lb_service(settings: Settings, network: NetworkLayout, balancer: BalancerSp
         ports=(*(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
                  for listener in network.listeners),
                # HTTP_PORT onto the listener in front of the instances' default servers.
-               *((PortSpec(settings.bind_address, network.http.public_port, balancer.listeners[-1].port),)
-                 if network.http is not None else ()),
+               *((PortSpec(settings.bind_address, network.http.public_port, balancer.default_server.port),)
+                 if network.http is not None and balancer.default_server is not None else ()),
                PortSpec("127.0.0.1", 0, LB_STATS_PORT), PortSpec("127.0.0.1", 0, LB_ADMIN_PORT)),
         extra_hosts=network.extra_hosts,
         labels=_labels(settings, balancer.service),

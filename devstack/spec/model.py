@@ -308,6 +308,11 @@ class BalancerSpec:
     hostname: str  # the Host the health checks send: a name the proxies answer to
     declarations: BalancerDeclarations = field(default_factory=BalancerDeclarations)
 
+    @property
+    def default_server(self) -> LbListener | None:
+        """The listener to the instances' port 80, their default server (with HTTP_PORT only)."""
+        return self.listeners[2] if len(self.listeners) > 2 else None
+
 
 @dataclass(frozen=True)
 class StackSpec:

@@ -187,3 +187,14 @@ def test_without_http_port_the_load_balancer_serves_sifu_and_jupyter_only(projec
     spec, _ = spec_for(project, "lb-tcp", INSTANCES="2")
     assert [l.port for l in spec.balancer.listeners] == [3334, 3335]
     assert 80 not in {p.container_port for p in spec.service("lb").ports}
+
+
+def test_a_template_tree_without_the_default_server_is_a_lint_error_naming_http_port(project, tmp_path):
+    own = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "nginx", own)
+    (own / "sites-enabled/elasticbeanstalk-nginx-docker-proxy.conf.j2").unlink()
+    spec, settings = spec_for(project, HTTP_PORT="48080", PROXY_TEMPLATES=str(own))
+    assert DEFAULT_SERVER not in render_proxy_config(spec.proxy, "172.23.0.4").files
+    errors = [f for f in lint_stack(spec, settings) if f.code == "not-served"]
+    assert [(f.severity, f.message) for f in errors] == [
+        ("error", "no server listens on 80, which HTTP_PORT publishes (the EB platform's default server)")]
