@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import _remove_by_label, make_project
-from project import free_port
+from conftest import _remove_by_label, free_port, make_project
 from helpers import RequestLoop, login, run_cell, save_notebook, start_kernel, wait_for, xsrf_headers
 
 from devstack.balancer.stats import parse_stats
