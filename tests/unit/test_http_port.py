@@ -198,3 +198,18 @@ def test_a_template_tree_without_the_default_server_is_a_lint_error_naming_http_
     errors = [f for f in lint_stack(spec, settings) if f.code == "not-served"]
     assert [(f.severity, f.message) for f in errors] == [
         ("error", "no server listens on 80, which HTTP_PORT publishes (the EB platform's default server)")]
+
+
+def test_setting_http_port_recreates_the_front_only_and_the_notebooks_keep_running(project):
+    from memory_engine import MemoryEngine
+
+    from devstack.reconcile import Stack
+
+    engine = MemoryEngine({"nginx:stable": {}, "haproxy:2.8": {}})
+    for instances in ("1", "2"):
+        Stack(load_settings(project, environ={"INSTANCES": instances}), connect=lambda: engine).converge()
+        engine.ops.clear()
+        Stack(load_settings(project, environ={"INSTANCES": instances, "HTTP_PORT": "48080"}),
+              connect=lambda: engine).converge()
+        changed = {op.split()[1] for op in engine.ops if op.startswith(("create demo", "remove demo"))}
+        assert changed == ({"demo-proxy"} if instances == "1" else {"demo-lb"}), engine.ops
