@@ -167,6 +167,8 @@ def up(
         raise typer.Exit(130)
     urls = run.stack.spec.urls()
     console().print(f"open {urls['login']} (Sifu logs you into Jupyter at {urls['jupyter']})", style="bold")
+    if "http" in urls:
+        console().print(f"port 80's listener (HTTP_PORT): {urls['http']}")
     if detach:
         return
     run.watch_until_ended(console(), reload_settings=session.load_settings)

@@ -107,6 +107,12 @@ class Settings(BaseModel):
         "Default: the project folder's name."))
     sifu_port: int = _port("SIFU_PORT", 3334, "Host port of the EB-mimic proxy's Sifu listener (production: 3334).")
     jupyter_port: int = _port("JUPYTER_PORT", 3335, "Host port of the EB-mimic proxy's Jupyter listener (production: 3335).")
+    http_port: int | None = Field(None, alias="HTTP_PORT", ge=1, le=65535, description=(
+        "Host port where the stack's port-80 listener is published on BIND_ADDRESS: the EB platform's default "
+        "nginx server on port 80 (proxying to the container's first port, Sifu's), behind the load balancer's "
+        "listeners to instance port 80 when INSTANCES is more than 1 (production's resources.config declares "
+        "TCP 80). Empty (the default): not published, since port 80 itself needs root on a laptop; "
+        "for example 8080."))
     bind_address: str = Field("127.0.0.1", alias="BIND_ADDRESS", description=(
         "Host address the proxy publishes its ports on. 0.0.0.0 exposes them to your network: only when you mean it."))
     allowed_hosts: str = Field("", alias="ALLOWED_HOSTS", description=(
@@ -299,6 +305,11 @@ class Settings(BaseModel):
         if self.sifu_port == self.jupyter_port:
             raise ValueError(f"SIFU_PORT and JUPYTER_PORT are both {self.sifu_port}: give them different ports")
         proxy_ports = {self.sifu_port: "SIFU_PORT", self.jupyter_port: "JUPYTER_PORT"}
+        if self.http_port in proxy_ports:
+            raise ValueError(f"HTTP_PORT and {proxy_ports[self.http_port]} are both {self.http_port}: "
+                             "give them different ports")
+        if self.http_port is not None:
+            proxy_ports[self.http_port] = "HTTP_PORT"
         seen: dict[int, PortMapping] = {}
         for mapping in self.extra_ports:
             if mapping.host_port in proxy_ports:
@@ -388,6 +399,8 @@ class Settings(BaseModel):
                     shown[field.alias] = ""
             elif name == "extra_ports":
                 shown[field.alias] = ",".join(str(mapping) for mapping in value)
+            elif value is None:
+                shown[field.alias] = ""
             else:
                 shown[field.alias] = str(value)
         shown["DEVSTACK_PROJECT"] = self.project_name
@@ -527,6 +540,9 @@ def load_settings(
     for key in ("SIFU_PORT", "JUPYTER_PORT"):
         if key in raw:
             raw[key] = _parse_port(key, raw[key], sources[key])
+    if "HTTP_PORT" in raw:  # empty: not published
+        text = str(raw["HTTP_PORT"]).strip()
+        raw["HTTP_PORT"] = _parse_port("HTTP_PORT", text, sources["HTTP_PORT"]) if text else None
     raw["EXTRA_PORTS"] = _parse_extra_ports(raw.get("EXTRA_PORTS", ""), sources, publish)
 
     try:
@@ -578,6 +594,6 @@ def _config_error(exc: ValidationError, raw: Mapping[str, Any], sources: Mapping
         value = MASK if key in SECRET_KEYS else raw.get(key, "")
         return ConfigError(f"{sources[key]}: {key}={value!r} {message}; fix it and run again")
     # A check across keys (for example two equal ports): name every source involved.
-    involved = [k for k in ("SIFU_PORT", "JUPYTER_PORT", "NOTEBOOK_CONTAINER_NAME") if k in message]
+    involved = [k for k in ("SIFU_PORT", "JUPYTER_PORT", "HTTP_PORT", "NOTEBOOK_CONTAINER_NAME") if k in message]
     where = ", ".join(f"{k} from {sources.get(k, 'default')}" for k in involved)
     return ConfigError(f"{message} ({where})" if where else message)

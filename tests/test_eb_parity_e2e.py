@@ -81,9 +81,12 @@ def test_seed_style_ebextensions_files_load_and_proxy(project, docker_client):
 
 def test_al2_platform_conf_d_files_are_included(project, docker_client):
     with_fixture(project, "eb-al2")
+    project.write_env(HTTP_PORT=str(free_port()))  # publishes the default server's port 80
     project.run("up", "-d")
     response = httpx.get(f"{project.sifu_url}/health", trust_env=False)
     assert response.status_code == 200 and response.headers["x-platform-conf"] == "al2-fixture"
+    default = httpx.get(f"http://127.0.0.1:{project.settings['HTTP_PORT']}/fixture-al2", trust_env=False)
+    assert (default.status_code, default.text) == (200, "served by a location in the default server\n")
     # The elasticbeanstalk/ location sits inside the default server, as AL2's nginx.conf includes it; and
     # `nginx -T` typed in the sidecar with no -c shows it where the EB host has it.
     code, dump = exec_in(docker_client, f"{project.name}-proxy", "nginx", "-T")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import _remove_by_label, make_project
+from conftest import _remove_by_label, free_port, make_project
 from helpers import RequestLoop, login, run_cell, save_notebook, start_kernel, wait_for, xsrf_headers
 
 from devstack.balancer.stats import parse_stats
@@ -33,6 +33,7 @@ def two_instances(base: Path, fixture: str):
 @pytest.fixture(scope="module")
 def sticky(tmp_path_factory, docker_client):
     made = two_instances(tmp_path_factory.mktemp("lb"), "lb-sticky")
+    made.write_env(HTTP_PORT=str(free_port()))  # the load balancer's listener to the instances' port 80
     made.up = made.run("up", "-d")
     yield made
     made.run("down", check=False, timeout=120)
@@ -76,6 +77,19 @@ def test_sticky_sessions_run_their_kernels_over_the_websocket_spread_over_both_i
             assert by_host[host] == instance
             served.append(instance)
     assert set(served) == {"i1", "i2"}, served
+
+
+def test_http_port_reaches_each_instances_default_server_through_the_load_balancer(sticky):
+    url = f"http://127.0.0.1:{sticky.settings['HTTP_PORT']}"
+    assert json.loads(sticky.run("status", "--json").stdout)["urls"]["http"] == f"http://localhost:{url[17:]}/"
+    instances = set()
+    for _ in range(4):  # no cookie yet: the load balancer takes the instances in turn
+        answer = httpx.get(f"{url}/health", trust_env=False, timeout=5)
+        assert answer.status_code == 200  # the default server proxies to the container's first port: Sifu's
+        instances.add(answer.cookies.get("AWSELB"))  # the undeclared listener is EB's default: HTTP, sticky
+    assert instances == {"i1", "i2"}
+    # nginx's default server, not Sifu, refuses a name the stack is not served under.
+    assert httpx.get(f"{url}/health", headers={"Host": "rebound.example"}, trust_env=False).status_code == 421
 
 
 def test_a_notebook_saved_through_one_instance_is_listed_through_the_other(sticky):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_NOTEBOOK_TAG
+from conftest import TEST_NOTEBOOK_TAG, free_port
 from helpers import login, run_cell, xsrf_headers
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "jupyter-server"
@@ -25,7 +25,8 @@ ECR = "353198996426.dkr.ecr.us-west-2.amazonaws.com/proversity-docker-jupyter:la
 def production(project):
     shutil.copytree(FIXTURE, project.dir, dirs_exist_ok=True)
     # The test harness's own tag for the final image; the base gets the final FROM's name, as production's.
-    project.write_env(NOTEBOOK_IMAGE_TAG=f"{TEST_NOTEBOOK_TAG}-production", DEPLOYMENT_TOKEN=TOKEN)
+    project.write_env(NOTEBOOK_IMAGE_TAG=f"{TEST_NOTEBOOK_TAG}-production", DEPLOYMENT_TOKEN=TOKEN,
+                      HTTP_PORT=str(free_port()))  # resources.config's listener on 80: the default server
     yield project
     project.run("down", "--volumes", check=False)
 
@@ -44,6 +45,9 @@ def test_the_production_repository_runs_as_eb_runs_it(production, docker_client)
     # Sifu (Ruby, on puma) reads the database through the proxy: the build-time migration's row is there.
     assert httpx.get(f"{project.sifu_url}/", trust_env=False).status_code == 404  # production's Sifu at /
     assert httpx.get(f"{project.sifu_url}/notes", trust_env=False).json() == ["migrated at build time"]
+    # Port 80 is the platform's default server beside production's files: to the container's first port, Sifu's.
+    http_url = f"http://127.0.0.1:{project.settings['HTTP_PORT']}"
+    assert httpx.get(f"{http_url}/notes", trust_env=False).json() == ["migrated at build time"]
 
     # A kernel runs through the cookie gate; a notebook lands in the host folder.
     assert httpx.get(f"{project.jupyter_url}/api/status", trust_env=False).status_code == 403

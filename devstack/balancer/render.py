@@ -23,7 +23,7 @@ from ..spec import LB_ADMIN_PORT, LB_STATS_PORT, BalancerSpec
 from ..spec.balancer import LbListener
 
 HEADER = "# Written by devstack from the project's load balancer declarations (.ebextensions). Do not edit.\n"
-_NAMES = {3334: "sifu", 3335: "jupyter"}
+_NAMES = {3334: "sifu", 3335: "jupyter", 80: "http"}
 # haproxy's httplog without the query string: Sifu's redirect carries Jupyter's token there (`?token=`).
 HTTP_LOG = ('"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq '
             '{%HM %HPO %HV}"')

@@ -63,7 +63,7 @@ class LintContext:
 
     @property
     def served_ports(self) -> set[int]:
-        return {listener.nginx_port for listener in self.network.listeners}
+        return {listener.nginx_port for listener in self.network.published}
 
     @property
     def bind_address(self) -> str:
@@ -390,6 +390,12 @@ def check_served(files: list[ParsedFile], ctx: LintContext) -> list[Finding]:
             findings.append(Finding(
                 "error", None, None, f"no server listens on {port} ({listener.title}'s port, {listener.setting})",
                 f"add a server with `listen {port};` that proxies to http://{listener.name}", "not-served"))
+    http = ctx.network.http
+    if http is not None and http.nginx_port not in listening:
+        findings.append(Finding(
+            "error", None, None, f"no server listens on {http.nginx_port}, which HTTP_PORT publishes (the EB "
+            "platform's default server)", f"add a server with `listen {http.nginx_port};` that proxies to "
+            "http://docker, or leave HTTP_PORT empty", "not-served"))
     return findings
 
 

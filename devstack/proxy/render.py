@@ -39,6 +39,8 @@ class RenderedProxy:
 # devstack's own server files, by the port they serve (used where a project's files serve neither).
 _BUNDLED_SERVERS = {"sites-enabled/sifu.conf": "sifu", "sites-enabled/jupyter.conf": "jupyter"}
 _EB_PREFIX = "eb/"  # pieces of the EB platforms' own configuration, placed only with a project's files
+# The platform's default server on port 80 (Amazon Linux 2's is in nginx.conf): only when HTTP_PORT publishes it.
+_DEFAULT_SERVER = "sites-enabled/elasticbeanstalk-nginx-docker-proxy.conf"
 
 
 def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
@@ -58,9 +60,10 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
         files[rel] = content
         sources[rel] = source
 
+    default_server = proxy.network.http is not None and _DEFAULT_SERVER in templates
     if not project.any:
         for rel, (content, source) in templates.items():
-            if not rel.startswith(_EB_PREFIX):
+            if not rel.startswith(_EB_PREFIX) and (rel != _DEFAULT_SERVER or default_server):
                 put(rel, content, source)
         return RenderedProxy(files, sources)
 
@@ -74,6 +77,10 @@ def render_proxy_config(proxy: ProxySpec, notebook_ip: str) -> RenderedProxy:
             put(rel, content, source)
     for path in project.al1_servers:
         put(f"sites-enabled/{path.name}", _read(path), path)
+    # Amazon Linux 1 keeps the platform's default server beside the project's files, unless one of them serves 80.
+    if project.al1_servers and not al2 and default_server and \
+            proxy.network.http.nginx_port not in listen_ports(project.al1_servers):  # type: ignore[union-attr]
+        put(_DEFAULT_SERVER, *templates[_DEFAULT_SERVER])
     for path in project.al2_http:
         put(f"conf.d/{path.name}", _read(path), path)
     for path in project.al2_locations:
@@ -98,6 +105,8 @@ def _render_templates(proxy: ProxySpec, upstream_host: str) -> dict[str, tuple[s
         "jupyter_port": proxy.jupyter_port,
         "listen_sifu": proxy.network.sifu.nginx_listen,
         "listen_jupyter": proxy.network.jupyter.nginx_listen,
+        # The default server's (EB's port 80 in the sidecar; HTTP_PORT itself on the host network).
+        "listen_http": proxy.network.http.nginx_listen if proxy.network.http is not None else "80",
         "upstreams": proxy.upstreams,
         "notebook_ip": upstream_host,
         "auth_cookie": COOKIE_NAME,

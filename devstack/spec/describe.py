@@ -44,8 +44,8 @@ from .model import (
     stack_urls,
 )
 from .flavor import FLAVOR_SETTING, FLAVORS, NGINX, OPENRESTY, ProxyChoice
-from .network import (HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT, NetworkLayout,
-                      network_layout)
+from .network import (DEFAULT_SERVER_PORT, HOST_MODE_PORT_OFFSET, JUPYTER_CONTAINER_PORT, SIFU_CONTAINER_PORT,
+                      NetworkLayout, network_layout)
 from .app import DOCKERRUN, NOTEBOOKS, Dockerrun, ProjectApp
 from .project import ProjectFacts, proxy_source_folders, read_project
 from . import rds
@@ -154,6 +154,8 @@ def _balancer(settings: Settings, project: ProjectFacts, network: NetworkLayout,
     declared = {listener.port: listener for listener in project.balancer.listeners}
     listeners = tuple(declared.get(listener.nginx_port, LbListener(listener.nginx_port, "HTTP", listener.nginx_port))
                       for listener in network.listeners)
+    if network.http is not None:
+        listeners += (default_server_listener(project.balancer.listeners),)
     health = project.balancer.health
     instance_ports = [listener.instance_port for listener in listeners]
     if health.port not in instance_ports:
@@ -165,6 +167,14 @@ def _balancer(settings: Settings, project: ProjectFacts, network: NetworkLayout,
         service="lb", listeners=listeners, backends=backends, stickiness=project.balancer.stickiness, health=health,
         deployment=project.balancer.deployment, idle_timeout=project.balancer.idle_timeout,
         config_dir=settings.state_dir / "lb", hostname=proxy.hostnames[0], declarations=project.balancer)
+
+
+def default_server_listener(declared: tuple[LbListener, ...]) -> LbListener:
+    """The load balancer's listener to the instances' port 80 (their default server), which HTTP_PORT publishes:
+    the declared one (its own port 80's first, production's TCP 80), or EB's default listener, HTTP 80 to 80."""
+    to_80 = sorted((listener for listener in declared if listener.instance_port == DEFAULT_SERVER_PORT),
+                   key=lambda listener: listener.port != DEFAULT_SERVER_PORT)
+    return to_80[0] if to_80 else LbListener(DEFAULT_SERVER_PORT, "HTTP", DEFAULT_SERVER_PORT)
 
 
 def _lb_service(settings: Settings, network: NetworkLayout, balancer: BalancerSpec) -> ServiceSpec:
@@ -180,6 +190,9 @@ def _lb_service(settings: Settings, network: NetworkLayout, balancer: BalancerSp
         # health there; a deployment takes instances out of the rotation and back).
         ports=(*(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
                  for listener in network.listeners),
+               # HTTP_PORT onto the listener in front of the instances' default servers.
+               *((PortSpec(settings.bind_address, network.http.public_port, balancer.default_server.port),)
+                 if network.http is not None and balancer.default_server is not None else ()),
                PortSpec("127.0.0.1", 0, LB_STATS_PORT), PortSpec("127.0.0.1", 0, LB_ADMIN_PORT)),
         extra_hosts=network.extra_hosts,
         labels=_labels(settings, balancer.service),
@@ -476,7 +489,7 @@ def _proxy(settings: Settings, network: NetworkLayout, proxy_dir: Path, choice: 
         command=(proxy_command(choice.flavor),),
         mounts=(MountSpec(proxy_dir, PROXY_MOUNT, read_only=True),),
         ports=tuple(PortSpec(settings.bind_address, listener.public_port, listener.nginx_port)
-                    for listener in network.listeners) if network.publishes else (),
+                    for listener in network.published) if network.publishes else (),
         extra_hosts=network.extra_hosts,
         labels=_labels(settings, "proxy"),
         # nginx finishes the requests in flight on SIGQUIT.
@@ -490,7 +503,7 @@ def _host_ports(settings: Settings, network: NetworkLayout, database: DatabaseSp
     ports = [HostPort(settings.bind_address, listener.public_port, listener.setting,
                       f"the {'load balancer' if front == 'lb' else 'proxy'}'s {listener.title} listener", front,
                       fix=_moved_by(listener.setting))
-             for listener in network.listeners]
+             for listener in network.published]
     if network.host_mode:
         ports += [HostPort(network.process_address, listener.process_port,
                            f"{listener.setting}±{HOST_MODE_PORT_OFFSET}, NETWORK_MODE=host",

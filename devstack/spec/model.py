@@ -296,7 +296,9 @@ class BalancerSpec:
     """The load balancer in front of the instances: what it listens on, and how, as the project declares."""
 
     service: str  # its service name ("lb")
-    listeners: tuple[LbListener, ...]  # the published ones: Sifu's and Jupyter's, with the declared protocol
+    # The published ones, with the declared protocol: Sifu's and Jupyter's, then (with HTTP_PORT) the one to
+    # the instances' port 80, their default server.
+    listeners: tuple[LbListener, ...]
     backends: tuple[LbBackend, ...]
     stickiness: Stickiness
     health: HealthCheck  # its port resolved to an instance port the proxies serve
@@ -305,6 +307,11 @@ class BalancerSpec:
     config_dir: Path  # .devstack/lb, mounted read-only at LB_CONFIG_DIR
     hostname: str  # the Host the health checks send: a name the proxies answer to
     declarations: BalancerDeclarations = field(default_factory=BalancerDeclarations)
+
+    @property
+    def default_server(self) -> LbListener | None:
+        """The listener to the instances' port 80, their default server (with HTTP_PORT only)."""
+        return self.listeners[2] if len(self.listeners) > 2 else None
 
 
 @dataclass(frozen=True)
@@ -391,7 +398,9 @@ class StackSpec:
 
     def urls(self, host: str | None = None) -> dict[str, str]:
         """The stack's URLs on the public host (or another one: probes use `probe_host`)."""
-        return stack_urls(host or self.public_host, self.proxy.sifu_port, self.proxy.jupyter_port)
+        http = self.network.http
+        return stack_urls(host or self.public_host, self.proxy.sifu_port, self.proxy.jupyter_port,
+                          http.public_port if http is not None else None)
 
 
 def probe_host(bind_address: str) -> str:
@@ -408,10 +417,14 @@ def public_host(edx_host: str, bind_address: str) -> str:
     return probe_host(bind_address)
 
 
-def stack_urls(host: str, sifu_port: int, jupyter_port: int) -> dict[str, str]:
+def stack_urls(host: str, sifu_port: int, jupyter_port: int, http_port: int | None = None) -> dict[str, str]:
+    """Sifu's, its login's and Jupyter's; "http", the port-80 listener's, when HTTP_PORT publishes it."""
     host = url_host(host)
-    return {
+    urls = {
         "sifu": f"http://{host}:{sifu_port}/",
         "login": f"http://{host}:{sifu_port}/login",
         "jupyter": f"http://{host}:{jupyter_port}/",
     }
+    if http_port is not None:
+        urls["http"] = f"http://{host}:{http_port}/"
+    return urls

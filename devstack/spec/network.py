@@ -16,6 +16,9 @@ JUPYTER_CONTAINER_PORT = 3335
 # notebook's processes move to loopback ports derived from them (two projects with distinct
 # public ports get distinct internal ones): PORT+10000, or PORT-10000 where that passes 65535.
 HOST_MODE_PORT_OFFSET = 10000
+# Where an EB instance's platform nginx has its default server (proxying to the container's first
+# port); HTTP_PORT publishes it.
+DEFAULT_SERVER_PORT = 80
 # Inside a bridge network the containers reach the host's services (a local Open edX) by this name.
 HOST_GATEWAY_NAME = "host.docker.internal"
 
@@ -46,6 +49,8 @@ class NetworkLayout:
     edx_internal_url: str  # how processes in the notebook container reach EDX_HOSTNAME's Open edX
     sifu: Listener
     jupyter: Listener
+    # The EB platform's default server (port 80, to the `docker` upstream), when HTTP_PORT publishes it.
+    http: Listener | None = None
 
     @property
     def host_mode(self) -> bool:
@@ -53,7 +58,13 @@ class NetworkLayout:
 
     @property
     def listeners(self) -> tuple[Listener, Listener]:
+        """Sifu's and Jupyter's: the listeners every stack serves."""
         return (self.sifu, self.jupyter)
+
+    @property
+    def published(self) -> tuple[Listener, ...]:
+        """Every listener published on BIND_ADDRESS: Sifu's, Jupyter's and, with HTTP_PORT, the default server."""
+        return self.listeners + ((self.http,) if self.http is not None else ())
 
 
 def network_layout(settings: Settings, process_ports: tuple[int, int] | None = None) -> NetworkLayout:
@@ -68,6 +79,7 @@ def network_layout(settings: Settings, process_ports: tuple[int, int] | None = N
                               "use NETWORK_MODE=bridge, or IMAGES=bundled")
         sifu_port, jupyter_port = _internal_port(settings.sifu_port), _internal_port(settings.jupyter_port)
         _check_distinct_ports(settings, sifu_port, jupyter_port)
+        http = settings.http_port
         return NetworkLayout(
             mode="host", name="host", bind_address=settings.bind_address,
             # Never reachable from the network: the cookie gate is nginx's.
@@ -77,6 +89,8 @@ def network_layout(settings: Settings, process_ports: tuple[int, int] | None = N
                           f"{bind}:{settings.sifu_port}", sifu_port),
             jupyter=Listener("jupyter", "Jupyter", "JUPYTER_PORT", settings.jupyter_port, settings.jupyter_port,
                              f"{bind}:{settings.jupyter_port}", jupyter_port),
+            # nginx binds HTTP_PORT on the host itself, as it binds the two others.
+            http=_default_server(http, http, f"{bind}:{http}", sifu_port) if http is not None else None,
         )
     return NetworkLayout(
         mode="bridge", name=f"{settings.project_name}_default", bind_address=settings.bind_address,
@@ -88,7 +102,14 @@ def network_layout(settings: Settings, process_ports: tuple[int, int] | None = N
                       sifu_process),
         jupyter=Listener("jupyter", "Jupyter", "JUPYTER_PORT", settings.jupyter_port, JUPYTER_CONTAINER_PORT,
                          str(JUPYTER_CONTAINER_PORT), jupyter_process),
+        http=_default_server(settings.http_port, DEFAULT_SERVER_PORT, str(DEFAULT_SERVER_PORT), sifu_process)
+        if settings.http_port is not None else None,
     )
+
+
+def _default_server(public: int, nginx_port: int, nginx_listen: str, sifu_process: int) -> Listener:
+    """The EB platform's default server: its upstream `docker` is the container's first port, Sifu's."""
+    return Listener("docker", "port-80", "HTTP_PORT", public, nginx_port, nginx_listen, sifu_process)
 
 
 def _internal_port(public: int) -> int:
@@ -100,11 +121,13 @@ def _check_distinct_ports(settings: Settings, sifu_internal: int, jupyter_intern
     ports = {"SIFU_PORT": settings.sifu_port, "JUPYTER_PORT": settings.jupyter_port,
              f"Sifu's internal port (SIFU_PORT±{HOST_MODE_PORT_OFFSET})": sifu_internal,
              f"Jupyter's internal port (JUPYTER_PORT±{HOST_MODE_PORT_OFFSET})": jupyter_internal}
+    if settings.http_port is not None:
+        ports["HTTP_PORT"] = settings.http_port
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port in seen:
             raise ConfigError(f"NETWORK_MODE=host: {seen[port]} and {name} are both {port}: "
-                              "move SIFU_PORT or JUPYTER_PORT so that the four ports differ")
+                              f"move SIFU_PORT, JUPYTER_PORT or HTTP_PORT so that the {len(ports)} ports differ")
         seen[port] = name
 
 

@@ -105,6 +105,9 @@ def render_status(status: StackStatus) -> RenderableType:
     urls.append("  (Sifu logs you into Jupyter at ")
     urls.append(status.urls.get("jupyter", ""), style="cyan")
     urls.append(")")
+    if "http" in status.urls:
+        urls.append("; port 80's listener (HTTP_PORT) at ")
+        urls.append(status.urls["http"], style="cyan")
     parts.append(urls)
     live = status.live
     if live.activity or live.build:
