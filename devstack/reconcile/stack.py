@@ -28,6 +28,7 @@ from .images import context_digests, prepare_images, refuse_secrets_in_context
 from .observe import observe
 from .plan import Inputs, Plan, Step, Verb, plan_stack
 from .running import Running, service_kind
+from .stop_order import stop_waves
 
 # Each round applies the steps whose inputs are known, then observes again: base, final, notebook,
 # configuration, proxy take at most this many rounds; more means something undoes what was applied.
@@ -253,30 +254,37 @@ class Stack:
 
     def stop(self, services: tuple[str, ...] = ()) -> None:
         """Stop the project's containers (or these services'), keep them (compose's Ctrl-C). They are
-        stopped side by side: what a Ctrl-C waits for is then the slowest container's stop, not the sum."""
+        stopped in waves (stop_order.py: the database after the notebooks), each wave side by side:
+        what a Ctrl-C waits for is then the slowest container's stop, not the sum."""
         with self.exclusive():
             engine = self.engine()
             names = self._container_names(services)
             running = [container for container in engine.containers(self.spec.project)
                        if container.running and (names is None or container.name in names)]
-            errors: list[DevstackError] = []
+            for wave in stop_waves(container.service for container in running):
+                self._stop_side_by_side(engine, [c for c in running if c.service in wave.services], wave.timeout)
 
-            def stop_one(container: ContainerInfo) -> None:
-                try:
-                    engine.stop(container.id, container.name)
-                except DevstackError as exc:
-                    errors.append(exc)
-                    return
-                self.notify(Acted(f"stop {container.name}", container.service))
+    def _stop_side_by_side(self, engine: Engine, containers: list[ContainerInfo], timeout: int) -> None:
+        """Stop these containers at once; the first error is raised once all have been asked (a wave
+        that failed is not followed by the next: a notebook still running may still need the database)."""
+        errors: list[DevstackError] = []
 
-            threads = [threading.Thread(target=stop_one, args=(c,), name=f"devstack-stop-{c.service}")
-                       for c in running]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
+        def stop_one(container: ContainerInfo) -> None:
+            try:
+                engine.stop(container.id, container.name, timeout=timeout)
+            except DevstackError as exc:
+                errors.append(exc)
+                return
+            self.notify(Acted(f"stop {container.name}", container.service))
+
+        threads = [threading.Thread(target=stop_one, args=(c,), name=f"devstack-stop-{c.service}")
+                   for c in containers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def start(self, services: tuple[str, ...] = (), ready_timeout: float = 180.0) -> None:
         """Start the stopped containers of the stack (or of these services), then point each instance's

@@ -33,6 +33,8 @@ class MemoryEngine:
         self.on_build = None  # called as each build starts (a user saving meanwhile, say)
         self.exec_results: dict[str, tuple[int, str]] = {}  # a command's first word -> (exit code, output)
         self.logs: dict[str, list[str]] = {}  # a container's log lines, by ID
+        self.stop_timeouts: dict[str, int] = {}  # the timeout each container was last stopped with, by name
+        self.fail_stops: dict[str, Exception] = {}  # raised when the container of that name is stopped
         for ref, labels in (images or {}).items():
             self.add_image(ref, labels)
 
@@ -161,6 +163,9 @@ class MemoryEngine:
         self.records[container_id] = replace(self.records[container_id], state="running", status="running")
 
     def stop(self, container_id: str, name: str, timeout: int = 10) -> None:
+        if name in self.fail_stops:
+            raise self.fail_stops[name]
+        self.stop_timeouts[name] = timeout
         self.ops.append(f"stop {name}")
         self.records[container_id] = replace(self.records[container_id], state="exited", status="exited (0)")
 

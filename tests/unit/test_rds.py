@@ -192,3 +192,29 @@ def test_a_database_volume_made_anew_is_migrated_again_by_the_final_build(tmp_pa
     assert builds_of_final() == 2
     [build] = [s for s in plan.steps if s.verb is Verb.BUILD and s.target == "notebook"]
     assert "the database volume its build migrates was made anew" in build.reason
+
+
+def test_stop_stops_the_database_after_the_notebook_and_gives_it_longer(project):
+    (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
+    engine = MemoryEngine({NGINX: {}, MYSQL: {}})
+    stack_on(engine, project).converge()
+    engine.ops.clear()
+    stack_on(engine, project).stop()
+    assert set(engine.ops[:2]) == {"stop demo-notebook", "stop demo-proxy"}  # side by side, in either order
+    assert engine.ops[2:] == ["stop demo-rds"]
+    assert engine.stop_timeouts == {"demo-notebook": 10, "demo-proxy": 10, "demo-rds": 30}
+    assert all(c.state == "exited" for c in engine.containers("demo"))  # kept, stopped
+
+
+def test_a_notebook_that_would_not_stop_keeps_its_database_running(project):
+    from devstack.errors import EngineError
+
+    (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
+    engine = MemoryEngine({NGINX: {}, MYSQL: {}})
+    stack_on(engine, project).converge()
+    engine.ops.clear()
+    engine.fail_stops["demo-notebook"] = EngineError("container demo-notebook: the engine timed out")
+    with pytest.raises(EngineError, match="demo-notebook"):
+        stack_on(engine, project).stop()
+    assert engine.ops == ["stop demo-proxy"]  # its wave still stopped; the database still serves the notebook
+    assert engine.container("demo-rds").running

@@ -137,6 +137,17 @@ def test_a_stopped_stack_is_started_not_recreated(project):
     assert engine.ops == ["start demo-notebook", "start demo-proxy"]
 
 
+def test_stop_waves_the_front_and_the_notebooks_together_then_the_database():
+    from devstack.reconcile.stop_order import StopWave, stop_waves
+
+    assert stop_waves(["proxy", "notebook"]) == [StopWave(("notebook", "proxy"), 10)]
+    instances = ["lb", "notebook-1", "proxy-1", "notebook-2", "proxy-2", "rds"]
+    assert stop_waves(instances) == [StopWave(("lb", "notebook-1", "notebook-2", "proxy-1", "proxy-2"), 10),
+                                     StopWave(("rds",), 30)]
+    assert stop_waves(["rds"]) == [StopWave(("rds",), 30)]  # `devstack stop rds`, or all else already stopped
+    assert stop_waves([]) == []
+
+
 def test_down_removes_only_what_carries_the_projects_label(project):
     engine = MemoryEngine({NGINX: {}})
     stack = stack_on(engine, project)
