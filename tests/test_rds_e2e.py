@@ -153,6 +153,24 @@ def test_status_and_doctor_show_the_database(with_rds):
     assert f"RDS_HOSTNAME={with_rds.name}-rds" in config and "RDS_PASSWORD=********" in config
 
 
+def test_stop_signals_the_database_once_the_notebook_has_stopped_and_it_shuts_down_cleanly(with_rds, docker_client):
+    import time
+
+    since = time.time() - 1
+    with_rds.cli("stop")
+    until = time.time() + 1
+    events = docker_client.events(since=since, until=until, decode=True,
+                                  filters={"type": "container", "label": f"{PROJECT_LABEL}={with_rds.name}"})
+    first: dict[tuple[str, str], int] = {}  # (container, action) -> when the engine first said so
+    for event in events:
+        key = (event["Actor"]["Attributes"]["name"], event["Action"])
+        first.setdefault(key, event["timeNano"])
+    notebook, rds = f"{with_rds.name}-notebook", f"{with_rds.name}-rds"
+    assert first[(notebook, "die")] <= first[(rds, "kill")], first  # Sifu could still write until it stopped
+    assert docker_client.containers.get(rds).attrs["State"]["ExitCode"] == 0  # its own clean shutdown, not a kill
+    with_rds.cli("up", "-d")  # as the tests after this one expect it
+
+
 def test_data_survive_down_and_up_and_down_volumes_deletes_them(with_rds, docker_client):
     env = notebook_env(docker_client, with_rds)
     sql(docker_client, with_rds, env, "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('kept')")
