@@ -20,6 +20,7 @@ from rich.console import Console
 
 from .errors import DevstackError
 from .events import Info
+from .lock import StackBusy
 from .reconcile import Stack
 from .settings import Settings
 from .snapshot import LiveFacts
@@ -132,13 +133,24 @@ class ForegroundRun:
         return ended
 
     def end(self, stack: Stack) -> None:
-        """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`)."""
-        if self.remove:
-            stack.notify(Info("removing the stack (--rm: images and the notebooks folder are kept)"))
-            stack.down()
-        else:
-            stack.notify(Info("stopping the stack (containers kept; `devstack down` removes them)"))
-            stack.stop()
+        """The end of a foreground run: stop the stack as compose does, or remove it (`--rm`). Another
+        devstack changing the stack meanwhile is waited for (its line says whom); a second signal ends
+        that wait and leaves the stack as it is (StackBusy says so). Once the stop is under way a
+        signal changes nothing: it finishes, the containers are never left half stopped."""
+        again = threading.Event()
+        with ending_signals(lambda signum, frame: again.set()):
+            try:
+                if self.remove:
+                    stack.notify(Info("removing the stack (--rm: images and the notebooks folder are kept)"))
+                    stack.down(cancelled=again.is_set)
+                else:
+                    stack.notify(Info("stopping the stack (containers kept; `devstack down` removes them)"))
+                    stack.stop(cancelled=again.is_set)
+            except StackBusy as exc:
+                if not again.is_set():
+                    raise
+                command = "devstack down" if self.remove else "devstack stop"
+                raise StackBusy(f"{exc}: the stack is left as it is; `{command}` ends it") from None
 
     def _stop_watching(self) -> None:
         if self.watcher is not None:

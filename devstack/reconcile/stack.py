@@ -252,11 +252,12 @@ class Stack:
                           f"{len(self.spec.instance_list)} instances are in service"))
         return results
 
-    def stop(self, services: tuple[str, ...] = ()) -> None:
+    def stop(self, services: tuple[str, ...] = (), cancelled: Callable[[], bool] = lambda: False) -> None:
         """Stop the project's containers (or these services'), keep them (compose's Ctrl-C). They are
         stopped in waves (stop_order.py: the database after the notebooks), each wave side by side:
-        what a Ctrl-C waits for is then the slowest container's stop, not the sum."""
-        with self.exclusive():
+        what a Ctrl-C waits for is then the slowest container's stop, not the sum. `cancelled` ends a
+        wait for another devstack's lock (StackBusy), never a stop under way."""
+        with self.exclusive(cancelled=cancelled):
             engine = self.engine()
             names = self._container_names(services)
             running = [container for container in engine.containers(self.spec.project)
@@ -322,11 +323,12 @@ class Stack:
             names.update(matching)
         return names
 
-    def down(self, remove_images: bool = False, remove_volumes: bool = False) -> None:
+    def down(self, remove_images: bool = False, remove_volumes: bool = False,
+             cancelled: Callable[[], bool] = lambda: False) -> None:
         """Remove the project's containers and network, found by label; nothing else. The database's
         volume is kept unless `remove_volumes` (`down --volumes`). With `remove_images`, also the images
         devstack built that no other project's container uses."""
-        with self.exclusive():
+        with self.exclusive(cancelled=cancelled):
             engine = self.engine()
             remove_project(engine, self.spec.project, self.notify)
             if remove_volumes:

@@ -92,3 +92,32 @@ def test_in_host_mode_no_container_left_is_the_stack_removed(tmp_path):
     remove(memory, "p-proxy")
     check.on_engine_event(DESTROY)
     assert check.check(changes, stop)
+
+
+def test_a_second_signal_ends_the_ends_wait_for_another_devstack_and_leaves_the_stack_as_it_is(tmp_path):
+    import fcntl
+    import os
+    import signal
+
+    import pytest
+
+    from devstack.foreground import ForegroundRun
+    from devstack.lock import StackBusy
+
+    memory, stack, _ = made_stack(tmp_path)
+    before = signal.getsignal(signal.SIGINT)
+    other = os.open(stack.lock.path, os.O_RDWR)  # another devstack holds the project's lock
+    fcntl.flock(other, fcntl.LOCK_EX)
+    memory.ops.clear()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))  # the user's second Ctrl-C
+    timer.start()
+    try:
+        with pytest.raises(StackBusy, match="the stack is left as it is; `devstack stop` ends it"):
+            ForegroundRun(stack).end(stack)
+    finally:
+        timer.cancel()
+        os.close(other)
+    assert memory.ops == [] and all(c.running for c in memory.containers("p"))
+    assert signal.getsignal(signal.SIGINT) is before
+    ForegroundRun(stack).end(stack)  # the lock free: the stack is stopped
+    assert sorted(memory.ops) == ["stop p-notebook", "stop p-proxy"]
