@@ -9,6 +9,13 @@ terminal goes), and the clock stops when the process has exited. Also recorded: 
 was cancelled (the step's container gone within 30 s of the exit) and the image left as it was.
 A run that has not ended 60 s after the signal counts as 60 s (and gets a SIGKILL).
 
+Each run is also split, from the engine's own events for the project's containers (`kill`, `die`,
+timestamped by the daemon on the same clock): devstack's own part is the time from the signal to
+the first container's stop signal plus the time from the last container's death to the exit (an
+upper bound: the engine's own clean-up after a death, before its stop call returns, counts here);
+the rest is the containers stopping. On a machine others load, the total swings by seconds with the
+containers' stop; devstack's own part is the figure its changes move.
+
 Beside it, in the same run: the engine's part of the stop (`docker stop` of both containers by
 hand), and with `--before PYTHON` the same measurement of the devstack installed for another
 interpreter (say a venv of the main branch: issue 14 measured 11.4 s for Ctrl-C and 10.6 s for a
@@ -30,6 +37,7 @@ import uuid
 from pathlib import Path
 
 from _common import DOCKER, docker, make_project, median, report
+from project import PROJECT_LABEL
 from helpers import Background, OnTerminal  # the tests' harness; _common put tests/ on the path
 
 GIVE_UP_SECONDS = 60.0
@@ -56,9 +64,20 @@ def wait_until(predicate, timeout: float) -> bool:  # noqa: ANN001
     return False
 
 
+def stop_span(project, since: float, until: float) -> tuple[float, float] | None:
+    """When the engine first signalled one of the project's containers and when the last one died, in
+    its events between these times (None: it stopped none)."""
+    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter", "type=container",
+                 "--filter", f"label={PROJECT_LABEL}={project.name}", "--format", "{{.Action}} {{.TimeNano}}")
+    kills = [int(t) / 1e9 for action, t in (line.split() for line in out.splitlines()) if action == "kill"]
+    deaths = [int(t) / 1e9 for action, t in (line.split() for line in out.splitlines()) if action == "die"]
+    return (min(kills), max(deaths)) if kills and deaths else None
+
+
 def one_run(project, python: str, terminal: bool, hang_up: bool, dockerfile: Path, original: str,
-            tag: str) -> tuple[float, bool]:
-    """Seconds from the signal to devstack's exit, and whether the build was cancelled."""
+            tag: str) -> tuple[float, float, bool]:
+    """Seconds from the signal to devstack's exit, devstack's own part of them, and whether the build
+    was cancelled."""
     dockerfile.write_text(original)  # the image is up to date: `up` builds nothing at start
     argv = [python, "-m", "devstack", "up"]
     if terminal:
@@ -77,7 +96,7 @@ def one_run(project, python: str, terminal: bool, hang_up: bool, dockerfile: Pat
     if not wait_until(lambda: bool(step_containers(token)), timeout=300):
         raise SystemExit("the rebuild's long step never started")
     time.sleep(1)  # well inside the step
-    start = time.perf_counter()
+    start, sent = time.perf_counter(), time.time()
     if hang_up:
         os.close(shown.master)  # the terminal goes away...
         process.send_signal(signal.SIGHUP)  # ...and the kernel hangs up its session
@@ -90,11 +109,14 @@ def one_run(project, python: str, terminal: bool, hang_up: bool, dockerfile: Pat
         process.kill()
         process.wait()
         seconds = GIVE_UP_SECONDS
+    exited = time.time()
+    span = stop_span(project, sent - 1, exited + 1)
+    own = seconds if span is None else max(0.0, span[0] - sent) + max(0.0, exited - span[1])
     cancelled = wait_until(lambda: not step_containers(token), timeout=30)
     kept = docker("image", "inspect", "--format", "{{.Id}}", tag).strip() == image_before
     for container in step_containers(token):  # not cancelled: end it ourselves (ours: it carries our token)
         docker("rm", "-f", container, check=False)
-    return seconds, cancelled and kept
+    return seconds, own, cancelled and kept
 
 
 def main() -> None:
@@ -113,6 +135,7 @@ def main() -> None:
     project.run("up", "-d")
     subjects = [("devstack", sys.executable)] + ([("before", args.before)] if args.before else [])
     results: dict[str, list[float]] = {}
+    own_parts: dict[str, list[float]] = {}
     cancelled: dict[str, list[bool]] = {}
     try:
         for run in range(args.runs):
@@ -120,10 +143,13 @@ def main() -> None:
                 for terminal, hang_up in ((True, False), (True, True), (False, False)):
                     label = f"{name}: {'terminal closed (SIGHUP)' if hang_up else 'Ctrl-C (SIGINT)'}, " \
                             f"{'terminal' if terminal else 'no terminal'}"
-                    seconds, was_cancelled = one_run(project, python, terminal, hang_up, dockerfile, original, tag)
+                    seconds, own, was_cancelled = one_run(project, python, terminal, hang_up, dockerfile,
+                                                          original, tag)
                     results.setdefault(label, []).append(seconds)
+                    own_parts.setdefault(f"{label}: devstack's own part", []).append(own)
                     cancelled.setdefault(label, []).append(was_cancelled)
-                    print(f"  run {run}: {label}: {seconds:.3f} s, build cancelled: {was_cancelled}", flush=True)
+                    print(f"  run {run}: {label}: {seconds:.3f} s (devstack's own part {own:.3f} s), "
+                          f"build cancelled: {was_cancelled}", flush=True)
             dockerfile.write_text(original)
             project.run("up", "-d")
             start = time.perf_counter()
@@ -134,7 +160,7 @@ def main() -> None:
         dockerfile.write_text(original)
         project.down()
     report("ctrl_c_rebuild", "Benchmark 7: Ctrl-C or terminal closed during a watcher's rebuild -> devstack exited",
-           [(label, values, "s") for label, values in results.items()],
+           [(label, values, "s") for label, values in {**results, **own_parts}.items()],
            {"build_cancelled": {label: values for label, values in cancelled.items()},
             "gave_up_after_s": GIVE_UP_SECONDS,
             "issue_14_before_s": {"Ctrl-C": 11.4, "terminal closed": 10.6},
