@@ -28,7 +28,7 @@ from .images import context_digests, prepare_images, refuse_secrets_in_context
 from .observe import observe
 from .plan import Inputs, Plan, Step, Verb, plan_stack
 from .running import Running, service_kind
-from .stop_order import stop_waves
+from .stop_order import DATABASE_SERVICE, DATABASE_STOP_TIMEOUT_SECONDS, stop_waves
 
 # Each round applies the steps whose inputs are known, then observes again: base, final, notebook,
 # configuration, proxy take at most this many rounds; more means something undoes what was applied.
@@ -345,8 +345,13 @@ class Stack:
 
 def remove_project(engine: Engine, project: str, notify: Notify) -> None:
     """Remove a project's containers and networks, found by its label alone: this needs no setting
-    but the project's name (so `down` works while `.env` is invalid)."""
-    for container in engine.containers(project):
+    but the project's name (so `down` works while `.env` is invalid). The coupled database goes last,
+    after its clean shutdown (a removal kills at once, and MySQL would recover from its redo log at the
+    next start); the others are removed at once, as compose's `down` does after its stop."""
+    containers = engine.containers(project)
+    for container in sorted(containers, key=lambda c: c.service == DATABASE_SERVICE):
+        if container.service == DATABASE_SERVICE and container.running:
+            engine.stop(container.id, container.name, timeout=DATABASE_STOP_TIMEOUT_SECONDS)
         engine.remove(container.id, container.name)
         notify(Acted(f"remove container {container.name}", container.service))
     for network in engine.networks(project):

@@ -218,3 +218,15 @@ def test_a_notebook_that_would_not_stop_keeps_its_database_running(project):
         stack_on(engine, project).stop()
     assert engine.ops == ["stop demo-proxy"]  # its wave still stopped; the database still serves the notebook
     assert engine.container("demo-rds").running
+
+
+def test_down_stops_the_database_cleanly_after_the_notebook_is_gone(project):
+    """A removal kills at once: the database gets its clean shutdown first, once no Sifu can write to it."""
+    (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
+    engine = MemoryEngine({NGINX: {}, MYSQL: {}})
+    stack_on(engine, project).converge()
+    engine.ops.clear()
+    stack_on(engine, project).down()
+    assert engine.ops.index("remove demo-notebook") < engine.ops.index("stop demo-rds") \
+        < engine.ops.index("remove demo-rds")
+    assert engine.stop_timeouts["demo-rds"] == 30
