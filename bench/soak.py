@@ -18,7 +18,10 @@ its peak (goal: flat after the first minute); and what is left at the end: proxy
 named (the soak builds nothing), and untagged images devstack built that appeared meanwhile (on the
 whole engine: another run's count too).
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--plain]
+With `--trace-every 60`, one line a minute: RSS, threads, open fds, and where the resident anonymous memory
+is (the main heap, glibc's other malloc arenas, the rest), to tell a leak of objects from arenas.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--plain] [--trace-every SECONDS]
 """
 
 from __future__ import annotations
@@ -46,6 +49,38 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# glibc reserves each malloc arena but the main one as a 64 MiB-aligned mapping (HEAP_MAX_SIZE).
+ARENA_ALIGN = 64 * 1024 * 1024
+
+
+def process_figures(pid: int) -> dict[str, float]:
+    """What `--trace-every` prints: VmRSS, threads, open fds, and the resident anonymous memory split into
+    the main heap ([heap]), glibc's other arenas (mappings starting on a 64 MiB boundary) and the rest
+    (thread stacks, large malloc'd blocks, Python's own arenas)."""
+    figures = {"rss_mb": rss_mb(pid), "threads": len(list(Path(f"/proc/{pid}/task").iterdir())),
+               "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())), "heap_mb": 0.0, "arenas": 0,
+               "arenas_mb": 0.0, "other_anon_mb": 0.0}
+    kind = None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
+            start = int(fields[0].split("-")[0], 16)
+            path = fields[5] if len(fields) > 5 else ""
+            kind = ("heap_mb" if path == "[heap]" else None if path or fields[4] != "0" else
+                    "arenas_mb" if start % ARENA_ALIGN == 0 and fields[1].startswith("rw") else "other_anon_mb")
+            if kind == "arenas_mb":
+                figures["arenas"] += 1
+        elif fields[0] == "Rss:" and kind is not None:
+            figures[kind] += int(fields[1]) / 1024
+    return figures
+
+
+def trace_line(seconds: float, figures: dict[str, float]) -> str:
+    return (f"  {seconds / 60:5.1f} min  RSS {figures['rss_mb']:6.1f} MB  threads {figures['threads']:3.0f}  "
+            f"fds {figures['fds']:3.0f}  heap {figures['heap_mb']:5.1f} MB  arenas {figures['arenas']:2.0f} "
+            f"({figures['arenas_mb']:5.1f} MB)  other anon {figures['other_anon_mb']:5.1f} MB")
 
 
 def health(port: int) -> tuple[bool, str]:
@@ -79,6 +114,8 @@ def main() -> None:
     parser.add_argument("--env-every", type=float, default=20.0)
     parser.add_argument("--request-every", type=float, default=0.1)
     parser.add_argument("--plain", action="store_true", help="no terminal: plain lines instead of the live view")
+    parser.add_argument("--trace-every", type=float, default=0.0, metavar="SECONDS",
+                        help="print the process's RSS, threads, fds and malloc arenas this often (0: never)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
@@ -116,9 +153,19 @@ def main() -> None:
 
     started = time.monotonic()
     memory.append((0.0, rss_mb(process.pid)))
+    traced: list[dict[str, float]] = []
+
+    def trace(seconds: float) -> None:
+        figures = process_figures(process.pid)
+        traced.append({"minute": round(seconds / 60, 1), **{k: round(v, 1) for k, v in figures.items()}})
+        print(trace_line(seconds, figures), flush=True)
+
+    if args.trace_every:
+        trace(0.0)
     threading.Thread(target=request_loop, daemon=True).start()
     duration = args.minutes * 60
     next_proxy, next_env, next_sample = started + args.proxy_every, started + args.env_every, started + 10
+    next_trace = started + args.trace_every
     saves = 0
     try:
         while time.monotonic() - started < duration:
@@ -137,8 +184,13 @@ def main() -> None:
             if now >= next_sample:
                 memory.append((now - started, rss_mb(process.pid)))
                 next_sample += 10
+            if args.trace_every and now >= next_trace:
+                trace(now - started)
+                next_trace += args.trace_every
             time.sleep(0.05)
         memory.append((time.monotonic() - started, rss_mb(process.pid)))
+        if args.trace_every:
+            trace(time.monotonic() - started)
     finally:
         stop.set()
         time.sleep(0.3)
@@ -193,6 +245,7 @@ def main() -> None:
                                "untagged_devstack_images_new_on_the_engine": len(images_left)},
                "goal": "0 failed requests on proxy reloads; RSS flat after the first minute",
                "median_gap_s": round(median(gaps), 3),
+               **({"trace": traced} if args.trace_every else {}),
            },
            command=f"python bench/soak.py --minutes {args.minutes:g}" + (" --plain" if args.plain else ""))
 
