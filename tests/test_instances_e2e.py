@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import _remove_by_label, free_port, make_project
+from conftest import NGINX_IMAGE, PROJECT_LABEL, _remove_by_label, free_port, make_project
 from helpers import RequestLoop, login, run_cell, save_notebook, start_kernel, wait_for, xsrf_headers
 
+from devstack.balancer.health import WINDOW_SECONDS, parse_healthd, read_healthd
 from devstack.balancer.stats import parse_stats
 from devstack.settings import load_settings
 from devstack.spec import load_stack
@@ -192,3 +193,22 @@ def test_without_stickiness_a_kernel_is_not_found_on_the_other_instance_and_the_
     finally:
         made.run("down", check=False, timeout=120)
         _remove_by_label(docker_client, made.name)
+
+
+def test_the_health_view_reads_only_the_last_minute_of_the_healthd_logs_in_the_proxy(docker_client):
+    """The proxy's healthd files grow with every request for an hour: what devstack reads of them each
+    snapshot is the last minute only (its memory stayed flat in bench/soak.py once it did), and from the
+    last two hourly files (the minute may span two), in the real proxy image's shell and awk."""
+    now = time.time()
+    line = lambda at, uri: f"{at:.3f}\"{uri}\"200\"0.001\"0.001\"-"  # noqa: E731
+    files = {"application.log.2026-12-02-00": [line(now - 10, "/third-file")],  # not among the last two
+             "application.log.2026-12-02-01": [line(now - 3 * WINDOW_SECONDS, "/old"), line(now - 20, "/new-1")],
+             "application.log.2026-12-02-02": [*(line(now - 3600 + i, "/older") for i in range(500)), "cut",
+                                               line(now - 2, "/new-2")]}
+    write = "; ".join(f"printf '%s\\n' {' '.join(repr(l) for l in lines)} > /var/log/nginx/healthd/{name}"
+                      for name, lines in files.items())
+    output = docker_client.containers.run(
+        NGINX_IMAGE, ["sh", "-c", f"mkdir -p /var/log/nginx/healthd; {write}; {read_healthd(now - WINDOW_SECONDS)}"],
+        entrypoint=[], remove=True, labels={PROJECT_LABEL: f"healthd{uuid.uuid4().hex[:6]}"}).decode()
+    assert [r.at for r in parse_healthd(output.splitlines())] == [round(now - 20, 3), round(now - 2, 3)], output
+    assert "/old" not in output and "/older" not in output and "/third-file" not in output

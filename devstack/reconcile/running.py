@@ -21,7 +21,7 @@ from ..state import load_secrets
 from ..hosts import url_host
 from .database import accepts_connections
 from .plan import notebook_address, owned
-from ..balancer.health import READ_HEALTHD, RequestStats, parse_healthd, request_stats
+from ..balancer.health import WINDOW_SECONDS, RequestStats, parse_healthd, read_healthd, request_stats
 from ..snapshot import InstanceStatus, ServiceStatus, StackStatus, is_probe_line
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class Running:
             requests = []
             if proxy is not None and proxy.running:
                 try:
-                    _, output = engine.exec(proxy.id, ["sh", "-c", READ_HEALTHD])
+                    _, output = engine.exec(proxy.id, ["sh", "-c", read_healthd(moment - WINDOW_SECONDS)])
                     requests = parse_healthd(output.splitlines())
                 except EngineError:
                     requests = []
