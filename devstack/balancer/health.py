@@ -75,9 +75,9 @@ def read_healthd(since: float) -> str:
     two) logged from `since` on (epoch seconds; the container's clock is the host's). Filtered where the
     files are: they grow with every request for an hour, and reading them whole made each snapshot
     (every 10 s while devstack watches) parse, and hold at once, more lines the longer it ran: 6,000 after
-    10 minutes at 10 requests a second (1.7 MB of objects, a heap that grew 0.7 MB in bench/soak.py), up
-    to 40,000. Now bounded by the window's request rate, and by the tail whatever the rate. An image
-    without awk gets the tails unfiltered."""
+    10 minutes at 10 requests a second (1.7 MB of objects at once), up to 40,000 (12 MB). Now bounded by
+    the window's request rate, and by the tail whatever the rate. An image without awk gets the tails
+    unfiltered."""
     tails = 'ls -1 application.log.* 2>/dev/null | tail -n 2 | while read -r f; do tail -n 20000 "$f"; done'
     keep = f"awk -F'\"' '$1 + 0 >= {since:.3f}'"
     return (f"cd /var/log/nginx/healthd 2>/dev/null || exit 0; "
