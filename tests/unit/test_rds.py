@@ -194,11 +194,17 @@ def test_a_database_volume_made_anew_is_migrated_again_by_the_final_build(tmp_pa
     assert "the database volume its build migrates was made anew" in build.reason
 
 
-def test_stop_stops_the_database_after_the_notebook_and_gives_it_longer(project):
+def running_with_database(project) -> MemoryEngine:
+    """The project's stack with its coupled database, up on an in-memory engine whose ops are then cleared."""
     (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
     engine = MemoryEngine({NGINX: {}, MYSQL: {}})
     stack_on(engine, project).converge()
     engine.ops.clear()
+    return engine
+
+
+def test_stop_stops_the_database_after_the_notebook_and_gives_it_longer(project):
+    engine = running_with_database(project)
     stack_on(engine, project).stop()
     assert set(engine.ops[:2]) == {"stop demo-notebook", "stop demo-proxy"}  # side by side, in either order
     assert engine.ops[2:] == ["stop demo-rds"]
@@ -209,10 +215,7 @@ def test_stop_stops_the_database_after_the_notebook_and_gives_it_longer(project)
 def test_a_notebook_that_would_not_stop_keeps_its_database_running(project):
     from devstack.errors import EngineError
 
-    (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
-    engine = MemoryEngine({NGINX: {}, MYSQL: {}})
-    stack_on(engine, project).converge()
-    engine.ops.clear()
+    engine = running_with_database(project)
     engine.fail_stops["demo-notebook"] = EngineError("container demo-notebook: the engine timed out")
     with pytest.raises(EngineError, match="demo-notebook"):
         stack_on(engine, project).stop()
@@ -222,10 +225,7 @@ def test_a_notebook_that_would_not_stop_keeps_its_database_running(project):
 
 def test_down_stops_the_database_cleanly_after_the_notebook_is_gone(project):
     """A removal kills at once: the database gets its clean shutdown first, once no Sifu can write to it."""
-    (project / "overrides.yml").write_text("RDS_DB_NAME: production\n")
-    engine = MemoryEngine({NGINX: {}, MYSQL: {}})
-    stack_on(engine, project).converge()
-    engine.ops.clear()
+    engine = running_with_database(project)
     stack_on(engine, project).down()
     assert engine.ops.index("remove demo-notebook") < engine.ops.index("stop demo-rds") \
         < engine.ops.index("remove demo-rds")
