@@ -24,7 +24,7 @@ class Applier:
     replaced, and removes them once nothing uses them."""
 
     def __init__(self, engine: Engine, spec: StackSpec, notify: Notify, redact: Redactor,
-                 refuse_secrets: Callable[[ImageSpec], None] | None = None, database_timeout: float = 180.0):
+                 refuse_secrets: Callable[[ImageSpec], None] | None = None):
         self.engine = engine
         self.spec = spec
         self.notify = notify
@@ -34,7 +34,6 @@ class Applier:
         self._proxies: dict[str, ProxyLoader] = {}  # the other instances', by proxy service name
         self.images: dict[str, ImageSpec] = {image.name: image for image in spec.images}
         self.no_cache = False
-        self.database_timeout = database_timeout  # RDS_READY_TIMEOUT
         self._superseded: set[str] = set()
         # What was created since `created` was last cleared, in order: ("container" | "network", id, name).
         # `up` removes it again when applying fails, so a failed `up` leaves the stack as it found it.
@@ -91,7 +90,7 @@ class Applier:
         self.engine.create_volume(step.target, labels)
 
     def _wait_ready(self, step: Step) -> None:
-        wait_until_accepting(self.engine, self.spec, self.database_timeout, self.notify, self.redact)
+        wait_until_accepting(self.engine, self.spec, self.notify, self.redact)
 
     def _create_network(self, step: Step) -> None:
         network = self.engine.create_network(step.target, self.spec.labels)

@@ -64,11 +64,13 @@ def accepts_connections(engine: Engine, database: DatabaseSpec, container: Conta
     return code == 0
 
 
-def wait_until_accepting(engine: Engine, spec: StackSpec, timeout: float, notify: Notify, redact: Redactor) -> None:
-    """Poll until the database accepts the project's login; a container that stops, or the timeout,
-    is a NotReady with its last log lines (a first start initialises the data: seconds to a minute)."""
+def wait_until_accepting(engine: Engine, spec: StackSpec, notify: Notify, redact: Redactor) -> None:
+    """Poll until the database accepts the project's login; a container that stops, or its
+    RDS_READY_TIMEOUT, is a NotReady with its last log lines (a first start initialises the data:
+    seconds to a minute)."""
     database = spec.database
     assert database is not None
+    timeout = database.ready_timeout
     notify(Activity(f"waiting for the database {database.describe()} to accept connections", database.service))
     started = time.monotonic()
     deadline = started + timeout

@@ -74,8 +74,7 @@ class Stack:
     def applier(self) -> Applier:
         if self._applier is None:
             self._applier = Applier(self.engine(), self.spec, self._say, self.redact,
-                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings),
-                                    database_timeout=self.settings.rds_ready_timeout)
+                                    refuse_secrets=lambda image: refuse_secrets_in_context(image, self.settings))
         return self._applier
 
     def _say(self, event) -> None:  # noqa: ANN001 - an events.Event, redacted where it was made
