@@ -11,7 +11,7 @@ from ..events import Acted, Notify
 from ..redact import Redactor
 from ..spec import LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_SERVICE, ImageSpec, StackSpec
 from .database import build_password_in_effect, wait_until_accepting
-from .images import build_image, refuse_secrets_in_context
+from .images import build_image
 from .lb_config import load_lb_config
 from .plan import Step, Verb, notebook_address
 from .proxy_config import ProxyLoader
