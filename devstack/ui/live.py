@@ -63,7 +63,7 @@ from ..watch.files import FileWatcher
 from ..watch.heal import RestoreStack, follow_engine_events, restore_request
 from ..watch.removal import RemovalCheck
 from ..reconcile.running import service_kind
-from .view import event_line, render_status
+from .view import event_line, forget_drawn_widths, render_status
 
 if TYPE_CHECKING:
     from ..docker.engine import ContainerInfo
@@ -282,6 +282,7 @@ def _print_lines(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: Live
         try:
             item = inbox.get(timeout=removal.wait_time() or 1.0)
         except queue.Empty:
+            forget_drawn_widths()  # each line printed is measured once: its cached width is of no use
             removal.check(changes, stop)
             continue
         if isinstance(item, StopRequested):
@@ -366,6 +367,7 @@ def _show_live(changes: ChangeLoop, inbox: queue.SimpleQueue[Any], state: LiveSt
             if refresh:
                 last = snapshot()
                 next_tick = time.monotonic() + TICK_SECONDS
+                forget_drawn_widths()  # the log lines drawn so far are gone from the screen
                 dirty = True
             if dirty and time.monotonic() - last_draw >= MIN_REDRAW_SECONDS:
                 live.update(render_status(state.overlay(last)), refresh=True)

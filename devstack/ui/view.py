@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rich.cells import cached_cell_len
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -22,6 +23,15 @@ from ..snapshot import BuildProgress, CheckResult, LiveFacts, StackStatus
 _STATE_STYLE = {"running": "green", "missing": "dim", "created": "yellow"}
 _HEALTH_STYLE = {"healthy": "green", "unhealthy": "red", "starting": "yellow",
                  "accepting connections": "green", "not accepting connections": "red"}
+
+
+def forget_drawn_widths() -> None:
+    """Empty rich's cache of the width of each string it drew (an LRU of 4,096 strings, kept for the
+    whole process). The live view draws a new log line for each request the proxy logs, and each
+    change's timings: the cache would fill with them for tens of minutes (about 1 MB, and the pymalloc
+    arenas its strings pin), so RSS would not be flat. Emptied on each slow tick, it holds what is on
+    screen; measuring those again costs microseconds."""
+    cached_cell_len.cache_clear()
 
 
 def humanize_age(then: datetime | None, now: datetime) -> str:

@@ -4,7 +4,7 @@ from rich.console import Console
 
 from devstack.probes import Probe, ProbeResult
 from devstack.snapshot import BuildProgress, LiveFacts, ServiceStatus, StackStatus
-from devstack.ui.view import humanize_age, render_status, status_to_json
+from devstack.ui.view import forget_drawn_widths, humanize_age, render_status, status_to_json
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -109,6 +109,20 @@ def test_log_lines_keep_the_latest_only():
         state.on_log(f"proxy | line {i}")
     text = text_of(render_status(state.overlay(snapshot())))
     assert "proxy | line 29" in text and "proxy | line 21" not in text
+
+
+def test_a_long_run_of_new_log_lines_does_not_fill_richs_width_cache():
+    # A soak's proxy logs a new line per request; the live view draws the latest and ticks every 10 s.
+    from rich.cells import cached_cell_len
+
+    state = LiveState()
+    forget_drawn_widths()
+    for redraw in range(600):
+        state.on_log(f"proxy | 172.18.0.1 - [02/Dec/2026:03:57:{redraw:05d}] \"GET /health HTTP/1.1\" 200 2")
+        text_of(render_status(state.overlay(snapshot())))
+        if redraw % 40 == 39:  # a slow tick
+            forget_drawn_widths()
+    assert cached_cell_len.cache_info().currsize < 400  # without the ticks: ~1,900, until 4,096
 
 
 def test_plain_lines_for_events():
