@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rich.cells import cached_cell_len
+import rich.cells
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -30,8 +30,11 @@ def forget_drawn_widths() -> None:
     whole process). The live view draws a new log line for each request the proxy logs, and each
     change's timings: the cache would fill with them for tens of minutes (about 1 MB, and the pymalloc
     arenas its strings pin), so RSS would not be flat. Emptied on each slow tick, it holds what is on
-    screen; measuring those again costs microseconds."""
-    cached_cell_len.cache_clear()
+    screen; measuring those again costs microseconds. (A private helper of rich: a rich without it
+    only keeps its cache.)"""
+    cache = getattr(rich.cells, "cached_cell_len", None)
+    if cache is not None and hasattr(cache, "cache_clear"):
+        cache.cache_clear()
 
 
 def humanize_age(then: datetime | None, now: datetime) -> str:
