@@ -94,15 +94,24 @@ def _read_generated(state_dir: Path) -> dict[str, str]:
     return data
 
 
-def write_private(path: Path, content: str) -> None:
-    """Write a file readable by its owner only, replacing it atomically, and only if it changed."""
+def write_private(path: Path, content: str, in_place: bool = False) -> bool:
+    """Write a file readable by its owner only, and only if it changed; returns whether it was written.
+    It is replaced atomically, unless `in_place`: a file a container has bind-mounted must keep its
+    inode (a replacement would leave the container seeing the old one)."""
     try:
         if path.read_text() == content:
-            return
+            return False
     except OSError:
         pass
+    if in_place:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        path.chmod(0o600)
+        return True
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
     os.replace(tmp, path)
+    return True

@@ -24,7 +24,7 @@ from ..proxy.lint import MODULE_MISSING, Finding, lint_stack
 from ..spec import BUILD_DOCKER_ENVS, HostPort, StackSpec
 from ..spec.app import dockerfile_from
 from ..spec.project import docker_envs_text
-from ..state import ensure_state_dir
+from ..state import ensure_state_dir, write_private
 from .database import environment_notes
 
 if TYPE_CHECKING:
@@ -268,13 +268,13 @@ def write_docker_envs(spec: StackSpec) -> None:
         return
     ensure_state_dir(spec.state_dir)
     environment = dict(spec.service("notebook").environment)
-    if any(folder == spec.state_dir / BUILD_DOCKER_ENVS for image in spec.images for _, folder in image.overlays):
+    if any(spec.copies_docker_envs(image) for image in spec.images):
         # The copy the final build COPYs into a layer: the database's password for builds in its place.
         for_build = dict(environment)
         if spec.database is not None and "RDS_PASSWORD" in for_build:
             for_build["RDS_PASSWORD"] = spec.database.build_password
-        _write_if_changed(spec.state_dir / BUILD_DOCKER_ENVS, docker_envs_text(for_build))
-    if not _write_if_changed(path, docker_envs_text(environment)):
+        write_private(spec.state_dir / BUILD_DOCKER_ENVS, docker_envs_text(for_build), in_place=True)
+    if not write_private(path, docker_envs_text(environment), in_place=True):
         return
     # It holds the environment properties, RDS_PASSWORD among them (never DEPLOYMENT_TOKEN or
     # JUPYTER_TOKEN): readable by its owner, the notebook user. Run as root, devstack hands it to that
@@ -284,15 +284,3 @@ def write_docker_envs(spec: StackSpec) -> None:
         os.chown(path, uid, gid)
     path.chmod(0o600 if os.geteuid() in (0, uid) else 0o644)
 
-
-def _write_if_changed(path: Path, content: str) -> bool:
-    try:
-        if path.read_text() == content:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    path.chmod(0o600)
-    return True

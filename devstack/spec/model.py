@@ -361,11 +361,14 @@ class StackSpec:
         """The instance a notebook or proxy service belongs to."""
         return next((i for i in self.instance_list if service in (i.notebook, i.proxy)), None)
 
+    def copies_docker_envs(self, image: ImageSpec) -> bool:
+        """Whether the image's build COPYs docker_envs (the builds' copy under the state folder)."""
+        return any(folder == self.state_dir / BUILD_DOCKER_ENVS for _, folder in image.overlays)
+
     def build_migrates(self, image: ImageSpec) -> bool:
         """Whether the image's build may migrate the coupled database: it COPYs docker_envs (production's
         Dockerfile runs the migration at build time, with the database's address and a password)."""
-        return self.database is not None and any(folder == self.state_dir / BUILD_DOCKER_ENVS
-                                                 for _, folder in image.overlays)
+        return self.database is not None and self.copies_docker_envs(image)
 
     def owns(self, found: Labelled | None) -> bool:
         """Whether a container, network or volume is this project's: devstack made it for the project
