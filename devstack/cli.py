@@ -59,6 +59,13 @@ def _check_service(service: str) -> None:
                             "also notebook-K, proxy-K and lb)")
 
 
+def _checked_services(services: list[str] | None) -> tuple[str, ...]:
+    """The services a command names (none: every one), each a name the stack could have."""
+    for service in services or ():
+        _check_service(service)
+    return tuple(services or ())
+
+
 class Session:
     """What the global options chose; settings and the stack are made on first use."""
 
@@ -235,9 +242,7 @@ def stop(
 ) -> None:
     """Stop containers of the stack and keep them: with several instances, take one down (`stop notebook-2`)
     and watch the load balancer route around it."""
-    for service in services or ():
-        _check_service(service)
-    _session(ctx).stack().stop(tuple(services or ()))
+    _session(ctx).stack().stop(_checked_services(services))
 
 
 @app.command()
@@ -247,9 +252,7 @@ def start(
 ) -> None:
     """Start stopped containers again (`start notebook-2` brings an instance back once its health checks pass);
     its proxy is pointed at the notebook's new address."""
-    for service in services or ():
-        _check_service(service)
-    _session(ctx).stack().start(tuple(services or ()))
+    _session(ctx).stack().start(_checked_services(services))
 
 
 @app.command()
