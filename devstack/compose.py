@@ -16,7 +16,7 @@ from what devstack runs, and why:
   variable (RDS_PASSWORD, the database's, a property named like a secret) is in an env file under
   the state folder, `.devstack/compose/<service>.env`, readable by its owner only;
 - NB_UID/NB_GID come from the environment (`${NB_UID:-1000}`), and the secrets
-  folder must exist (`devstack up` once, or the commands in README.md).
+  folder must exist (`devstack up` once, or the commands in docs/compose.md).
 
     python -m devstack.compose compose/    # regenerate the committed compose/ files
 """
@@ -61,7 +61,7 @@ HEADER = """\
 # Usage, from the repository's root:
 #   docker compose -f compose/docker-compose.yml build base     # the base image first
 #   docker compose -f compose/docker-compose.yml up --build
-# The secrets folder must exist first (`devstack up` makes it; README.md says how by hand).
+# The secrets folder must exist first (`devstack up` makes it; docs/compose.md says how by hand).
 """
 ENV_HEADER = ("# Written by `devstack config --format compose`: the variables of {services} (in the compose file)\n"
               "# that hold a secret, kept out of that file. Readable by its owner only; do not commit.\n")
