@@ -290,7 +290,7 @@ def status(
 @app.command()
 def logs(
     ctx: typer.Context,
-    service: Optional[str] = typer.Argument(None, help="notebook or proxy (default: both)."),
+    service: Optional[str] = typer.Argument(None, help="notebook, proxy or rds; with INSTANCES > 1 also notebook-K, proxy-K or lb (default: all)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     tail: str = typer.Option("all", "--tail", "-n", help="Lines from the end of each log, or 'all'."),
 ) -> None:
@@ -314,7 +314,7 @@ _USER_HELP = "Run as this user (name or uid[:gid]). Default: the notebook user (
 @app.command()
 def shell(
     ctx: typer.Context,
-    service: str = typer.Argument("notebook", help="notebook or proxy."),
+    service: str = typer.Argument("notebook", help="notebook, proxy or rds; with INSTANCES > 1 also notebook-K, proxy-K or lb."),
     user: Optional[str] = typer.Option(None, "--user", "-u", help=_USER_HELP),
 ) -> None:
     """An interactive shell in a service's container (bash when it has it, sh otherwise)."""
